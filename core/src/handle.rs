@@ -1,0 +1,380 @@
+//! A safe RAII layer over a [`RefCounter`]: [`Counted`] (clone increments, drop decrements)
+//! and [`WeakCounted`] (upgrades through `try_inc_ref`).
+//!
+//! The object's life is the counter's; the allocation's life is an `Arc`'s, held by every
+//! handle, strong or weak — so the counter a weak handle calls `try_inc_ref` on is always
+//! valid memory, even after the object died (as with `Arc`'s weak count). The object is
+//! dropped, and its destructor callback run, exactly once, when the count is claimed dead.
+//!
+//! ```
+//! use refwatch::handle::Counted;
+//! use refwatch::refs::StickyRefs;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! let closed = Arc::new(AtomicUsize::new(0));
+//! let c = closed.clone();
+//! let file = Counted::<String, StickyRefs<String>>::builder("/etc/hosts".to_string())
+//!     .on_destroy(move |path| { assert_eq!(path, "/etc/hosts"); c.fetch_add(1, Ordering::Relaxed); })
+//!     .build();
+//! let weak = Counted::downgrade(&file);
+//! let again = weak.upgrade().expect("alive");
+//! assert_eq!(*again, "/etc/hosts");
+//! drop((file, again));
+//! assert_eq!(closed.load(Ordering::Relaxed), 1);
+//! assert!(weak.upgrade().is_none());
+//! ```
+
+use crate::leak::{self, CheckedObject, RefEvent, Registry};
+use crate::refs::{RefCounter, Refs};
+use crate::sync::{Arc, UnsafeCell};
+use std::any::type_name;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+
+type OnDestroy<T> = Box<dyn FnOnce(T) + Send>;
+
+struct Payload<T> {
+    value: T,
+    on_destroy: Option<OnDestroy<T>>,
+}
+
+/// The allocation shared by every handle of one object.
+struct Inner<T, C> {
+    refs: C,
+    /// Written once, by `destroy`; read through `Counted::deref` only while a reference is held.
+    payload: UnsafeCell<ManuallyDrop<Payload<T>>>,
+    /// Where the object registered, if leak checking was on when it was made.
+    registry: Option<Arc<Registry>>,
+    /// Whether every reference event is logged.
+    log: bool,
+}
+
+// SAFETY: `Inner` is shared between threads by `Arc`. The payload is read (`&T`) only by
+// holders of a reference and written only by `destroy`, which runs once, after every reference
+// is gone (the counter's claim, checked by the loom models `handle_*`), so the `UnsafeCell`
+// never sees a write racing a read. Sharing `&T` across threads needs `T: Sync`, moving the
+// value into the destroying thread needs `T: Send`; the callback is `Send` and only called there.
+unsafe impl<T: Send + Sync, C: RefCounter> Send for Inner<T, C> {}
+// SAFETY: as for `Send` above.
+unsafe impl<T: Send + Sync, C: RefCounter> Sync for Inner<T, C> {}
+
+impl<T, C: RefCounter> Inner<T, C> {
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Ends the object's life. Runs once: only the caller that won the counter's claim gets here.
+    fn destroy(&self) {
+        if let Some(registry) = &self.registry {
+            registry.unregister(self.id(), type_name::<T>());
+        }
+        // SAFETY: the counter's claim succeeded exactly once (that is the invariant the loom
+        // models check), and it succeeds only when no reference is held, so no `&T` handed out
+        // by `Counted::deref` is alive and no other call can reach the payload again: this is
+        // the only access and the last one. The allocation is freed only when the last `Arc`
+        // goes, and `Drop for Inner` does not touch the payload.
+        let payload = self
+            .payload
+            .with_mut(|p| unsafe { ManuallyDrop::take(&mut *p) });
+        match payload.on_destroy {
+            Some(callback) => callback(payload.value),
+            None => drop(payload.value),
+        }
+    }
+
+    fn log(&self, event: RefEvent) {
+        if self.log {
+            leak::log_event(type_name::<T>(), self.id(), event, self.refs.read_refs());
+        }
+    }
+}
+
+/// What the registry keeps of a live handle: the allocation, so a leak report can read its count.
+struct Registered<T, C>(Arc<Inner<T, C>>);
+
+impl<T: Send + Sync + 'static, C: RefCounter + 'static> CheckedObject for Registered<T, C> {
+    fn id(&self) -> usize {
+        self.0.id()
+    }
+    fn ref_type(&self) -> &'static str {
+        type_name::<T>()
+    }
+    fn leak_message(&self) -> String {
+        format!(
+            "[{} {:#x}] reference count of {} instead of 0",
+            type_name::<T>(),
+            self.id(),
+            self.0.refs.read_refs()
+        )
+    }
+}
+
+/// A counted reference to a `T`: clone increments, drop decrements, and the last drop
+/// destroys the object.
+///
+/// `C` is the counter ([`Refs`] by default, or [`StickyRefs`](crate::refs::StickyRefs)).
+pub struct Counted<T, C: RefCounter = Refs<T>> {
+    inner: Arc<Inner<T, C>>,
+}
+
+/// A handle that keeps the allocation but not the object; [`upgrade`](WeakCounted::upgrade)
+/// succeeds while the object lives.
+pub struct WeakCounted<T, C: RefCounter = Refs<T>> {
+    inner: Arc<Inner<T, C>>,
+}
+
+/// Options for a new [`Counted`]: destructor callback and leak registry.
+pub struct Builder<T, C> {
+    value: T,
+    on_destroy: Option<OnDestroy<T>>,
+    registry: Option<Arc<Registry>>,
+    _counter: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
+    /// Runs `f` with the object when its life ends, exactly once, instead of dropping it.
+    pub fn on_destroy(mut self, f: impl FnOnce(T) + Send + 'static) -> Self {
+        self.on_destroy = Some(Box::new(f));
+        self
+    }
+
+    /// Registers with `registry` (when its mode is not off) instead of the global registry.
+    pub fn registry(mut self, registry: &Arc<Registry>) -> Self {
+        self.registry = Some(Arc::clone(registry));
+        self
+    }
+
+    /// The handle, holding the object's one reference.
+    pub fn build(self) -> Counted<T, C> {
+        let registry = self.registry.unwrap_or_else(Registry::global);
+        let registry = registry.enabled().then_some(registry);
+        let log = registry
+            .as_ref()
+            .is_some_and(|r| r.logs_refs_of(type_name::<T>()));
+        let inner = Arc::new(Inner {
+            refs: C::new(),
+            payload: UnsafeCell::new(ManuallyDrop::new(Payload {
+                value: self.value,
+                on_destroy: self.on_destroy,
+            })),
+            registry,
+            log,
+        });
+        if let Some(registry) = &inner.registry {
+            registry.register(Registered(Arc::clone(&inner)));
+        }
+        Counted { inner }
+    }
+}
+
+impl<T: Send + Sync + 'static, C: RefCounter + 'static> Counted<T, C> {
+    /// A handle to `value`, registered with the global registry when leak checking is on.
+    pub fn new(value: T) -> Self {
+        Self::builder(value).build()
+    }
+
+    /// Options for a new handle.
+    pub fn builder(value: T) -> Builder<T, C> {
+        Builder {
+            value,
+            on_destroy: None,
+            registry: None,
+            _counter: std::marker::PhantomData,
+        }
+    }
+
+    /// A weak handle to the same object.
+    pub fn downgrade(this: &Self) -> WeakCounted<T, C> {
+        WeakCounted {
+            inner: Arc::clone(&this.inner),
+        }
+    }
+
+    /// The number of references (racy: for diagnostics).
+    pub fn ref_count(this: &Self) -> u64 {
+        this.inner.refs.read_refs()
+    }
+
+    /// Whether both handles point at the same object.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+}
+
+impl<T, C: RefCounter> Deref for Counted<T, C> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: this handle holds a reference, so the count is positive and `destroy`, the
+        // only writer, cannot run before this handle is dropped, which the borrow of `self`
+        // prevents for the lifetime of the returned `&T`.
+        self.inner.payload.with(|p| unsafe { &(&*p).value })
+    }
+}
+
+impl<T, C: RefCounter> Clone for Counted<T, C> {
+    fn clone(&self) -> Self {
+        self.inner.refs.inc_ref();
+        self.inner.log(RefEvent::IncRef);
+        Counted {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T, C: RefCounter> Drop for Counted<T, C> {
+    fn drop(&mut self) {
+        let inner = &*self.inner;
+        inner.refs.dec_ref(|| inner.destroy());
+        inner.log(RefEvent::DecRef);
+    }
+}
+
+impl<T: fmt::Debug, C: RefCounter> fmt::Debug for Counted<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counted")
+            .field("value", &**self)
+            .field("refs", &self.inner.refs.read_refs())
+            .finish()
+    }
+}
+
+impl<T, C: RefCounter> WeakCounted<T, C> {
+    /// A counted handle if the object is still alive.
+    ///
+    /// Never loops; a failed upgrade can be the call that ends the object's life (with
+    /// [`Refs`]), in which case it destroys it.
+    pub fn upgrade(&self) -> Option<Counted<T, C>> {
+        let inner = &*self.inner;
+        if inner.refs.try_inc_ref(|| inner.destroy()) {
+            inner.log(RefEvent::TryIncRef);
+            Some(Counted {
+                inner: Arc::clone(&self.inner),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Whether the object has been destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.inner.refs.is_destroyed()
+    }
+}
+
+impl<T, C: RefCounter> Clone for WeakCounted<T, C> {
+    fn clone(&self) -> Self {
+        WeakCounted {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T, C: RefCounter> fmt::Debug for WeakCounted<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakCounted")
+            .field("type", &type_name::<T>())
+            .field("destroyed", &self.is_destroyed())
+            .finish()
+    }
+}
+
+impl<T, C> fmt::Debug for Builder<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("type", &type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+    use crate::leak::LeakMode;
+    use crate::refs::StickyRefs;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct DropCount(Arc<AtomicUsize>);
+    impl Drop for DropCount {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn drops_once<C: RefCounter + 'static>() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let registry = Arc::new(Registry::new(LeakMode::Off));
+        let a: Counted<DropCount, C> = Counted::builder(DropCount(drops.clone()))
+            .registry(&registry)
+            .build();
+        let b = a.clone();
+        let w = Counted::downgrade(&a);
+        assert_eq!(Counted::ref_count(&a), 2);
+        let c = w.upgrade().unwrap();
+        assert!(Counted::ptr_eq(&a, &c));
+        drop((a, b));
+        assert_eq!(drops.load(Ordering::Relaxed), 0);
+        drop(c);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert!(w.upgrade().is_none());
+        assert!(w.is_destroyed());
+        drop(w);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn refs_handle_drops_value_once() {
+        drops_once::<Refs<DropCount>>();
+    }
+
+    #[test]
+    fn sticky_handle_drops_value_once() {
+        drops_once::<StickyRefs<DropCount>>();
+    }
+
+    #[test]
+    fn handles_register_when_checking_is_on_and_leave_when_destroyed() {
+        let registry = Arc::new(Registry::new(LeakMode::Warn));
+        let a: Counted<u32> = Counted::builder(1).registry(&registry).build();
+        let b = a.clone();
+        assert_eq!(registry.live_count(), 1);
+        let report = registry.report();
+        assert!(
+            report.messages[0].contains("reference count of 2"),
+            "{report}"
+        );
+        drop(a);
+        drop(b);
+        assert!(registry.check().is_empty());
+    }
+
+    #[test]
+    fn handle_made_while_on_leaves_after_checking_is_turned_off() {
+        let registry = Arc::new(Registry::new(LeakMode::Warn));
+        let a: Counted<u32> = Counted::builder(1).registry(&registry).build();
+        registry.set_mode(LeakMode::Off);
+        drop(a); // must not panic with "unregistered but not registered"
+        assert_eq!(registry.live_count(), 0);
+        registry.set_mode(LeakMode::Warn);
+        let b: Counted<u32> = Counted::builder(2).registry(&registry).build();
+        std::mem::forget(b.clone());
+        drop(b);
+        assert_eq!(registry.check().total, 1, "a forgotten clone is reported");
+    }
+
+    #[test]
+    fn on_destroy_gets_the_value() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let h: Counted<usize> = Counted::builder(41)
+            .on_destroy(move |v| {
+                s.store(v + 1, Ordering::Relaxed);
+            })
+            .build();
+        assert_eq!(*h, 41);
+        drop(h);
+        assert_eq!(seen.load(Ordering::Relaxed), 42);
+    }
+}

@@ -1,0 +1,26 @@
+//! refwatch: gVisor's lifetime machinery, rebuilt in Rust and model-checked.
+//!
+//! - [`refs`]: [`Refs`](refs::Refs), gVisor's 8-byte reference count with a speculative
+//!   `try_inc_ref` (and without gVisor's leak), and [`StickyRefs`](refs::StickyRefs), a
+//!   one-`fetch_add` alternative; [`handle`] puts a safe RAII layer on top.
+//! - [`leak`]: the deterministic live-object registry and its [`LeakReport`](leak::LeakReport).
+//! - [`sync`]: the shim that switches every primitive to loom (`--cfg loom`) or shuttle
+//!   (`--cfg shuttle`), so that the code that ships is the code that is checked.
+//! - [`time`]: the injected [`Clock`](time::Clock).
+//!
+//! ```
+//! use refwatch::handle::Counted;
+//!
+//! let a = Counted::<Vec<u8>>::new(vec![1, 2, 3]);
+//! let weak = Counted::downgrade(&a);
+//! assert_eq!(weak.upgrade().map(|h| h.len()), Some(3));
+//! drop(a);
+//! assert!(weak.upgrade().is_none());
+//! ```
+#![warn(missing_docs)]
+
+pub mod handle;
+pub mod leak;
+pub mod refs;
+pub mod sync;
+pub mod time;

@@ -1,0 +1,636 @@
+//! Reference counters with a speculative `try_inc_ref`: [`Refs`] (gVisor's layout, with its
+//! leak closed) and [`StickyRefs`] (one `fetch_add` per try, a sticky dead flag).
+//!
+//! Both are one 8-byte atomic word and implement [`RefCounter`], the raw trait that intrusive
+//! structures (dentries, connections) embed. The destructor belongs to the object: every
+//! operation that can end the object's life takes it, because with speculation it is not
+//! only the last `dec_ref` that can bring the count to zero. Objects that carry their own
+//! destructor implement [`RefCounted`] and get `inc_ref`/`dec_ref`/`try_inc_ref` for free;
+//! the safe RAII layer is in [`crate::handle`].
+//!
+//! ```
+//! use refwatch::refs::{RefCounter, Refs};
+//! use std::cell::Cell;
+//!
+//! struct Inode;
+//! let refs = Refs::<Inode>::new();      // one reference
+//! let destroyed = Cell::new(0);
+//! assert!(refs.try_inc_ref(|| destroyed.set(destroyed.get() + 1))); // two
+//! refs.dec_ref(|| destroyed.set(destroyed.get() + 1));              // one
+//! refs.dec_ref(|| destroyed.set(destroyed.get() + 1));              // zero: destroyed
+//! assert_eq!(destroyed.get(), 1);
+//! assert!(refs.is_destroyed());
+//! assert!(!refs.try_inc_ref(|| unreachable!()), "a dead object cannot be revived");
+//! ```
+//!
+//! # Memory that outlives the object
+//!
+//! `try_inc_ref` reads the counter of an object that may already be dead, so the memory of
+//! the counter must stay valid for as long as anyone can still call it: the RAII weak handle
+//! keeps the allocation (not the object) alive, as `Arc`'s weak count does; intrusive users
+//! rely on a lock of their own (a bucket lock, the tree lock) that stops the object being
+//! freed while it can be found.
+//!
+//! # Memory ordering
+//!
+//! Every decrement is a `Release`; the compare-and-swap that claims destruction is an
+//! `Acquire`. Because every write to the word is a read-modify-write, each decrement heads a
+//! release sequence that runs through every later update, so the destructor sees everything
+//! written by every holder before it let go. A successful `try_inc_ref` acquires too, so a
+//! reviver sees what the last holder wrote. `inc_ref` is `Relaxed`: a caller that already
+//! holds a reference has nothing new to learn (as with `Arc::clone`).
+
+use crate::sync::atomic::{AtomicU64, Ordering};
+use std::any::type_name;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A reference count that can be taken speculatively.
+///
+/// Implementors keep one invariant: the destructor passed to [`dec_ref`](Self::dec_ref) or
+/// [`try_inc_ref`](Self::try_inc_ref) runs exactly once over the counter's life, and only
+/// after every reference has been dropped. Callers must pass the same destructor everywhere
+/// (or use [`RefCounted`], which does).
+pub trait RefCounter: Send + Sync {
+    /// A counter holding one reference.
+    fn new() -> Self
+    where
+        Self: Sized;
+
+    /// Adds a reference.
+    ///
+    /// # Panics
+    /// When the caller holds no reference (the count was zero or the object is dead), or the
+    /// count would pass [`MAX_REFS`]. The panic message names the object's type.
+    fn inc_ref(&self);
+
+    /// Drops a reference; runs `destroy` if this call ended the object's life.
+    ///
+    /// # Panics
+    /// When the count is already zero or the object is dead (a missing `inc_ref` or an
+    /// extra `dec_ref`). The count is left as it was.
+    fn dec_ref(&self, destroy: impl FnOnce());
+
+    /// Adds a reference if the object is alive; returns whether it did.
+    ///
+    /// Never loops. A `false` may end the object's life (the back-out of a failed try can be
+    /// what brings the count to zero), in which case this call runs `destroy`. The counter's
+    /// memory must be valid (see the module docs), but the object may be dead.
+    #[must_use = "a true result is a reference that must be dropped with dec_ref"]
+    fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool;
+
+    /// The number of references held, racy without external synchronisation (diagnostics).
+    fn read_refs(&self) -> u64;
+
+    /// Whether destruction has been claimed. Once true, it stays true.
+    fn is_destroyed(&self) -> bool;
+}
+
+/// The largest number of references either counter holds; one more `inc_ref` panics.
+pub const MAX_REFS: u64 = i32::MAX as u64;
+
+// ---------------------------------------------------------------------------------------------
+// Refs
+// ---------------------------------------------------------------------------------------------
+
+/// Low half of the word: real references.
+const REAL_MASK: u64 = 0xffff_ffff;
+/// One speculative reference: the high half of the word counts tries in flight.
+const SPECULATIVE: u64 = 1 << 32;
+/// The word of a destroyed object. Its real half is zero, so every later try fails.
+const REFS_DEAD: u64 = 1 << 63;
+
+/// gVisor's `Refs`: 32 speculative references over 32 real ones in one 64-bit word, with a
+/// `try_inc_ref` that takes no compare-and-swap loop — and without gVisor's leak.
+///
+/// `T` only names the object in panic messages and leak reports; `size_of::<Refs<T>>()` is 8.
+///
+/// # How `try_inc_ref` works
+/// It adds a speculative reference (high half). If the real half was zero, the object is
+/// dying or dead: it takes the speculative reference back and fails. Otherwise it turns the
+/// speculative reference into a real one (`+1 - 2^32` in one add) and succeeds. A decrement
+/// that brings the *real* half to zero while a speculative reference is in flight does not
+/// destroy: that try saw the object alive and will convert.
+///
+/// # The seed's leak, and the fix
+/// In gVisor only `DecRef` destroys, and only when *its* decrement reaches zero. Two tries
+/// racing the last `dec_ref` leave the word at zero with nobody destroying:
+///
+/// 1. A speculates while one real reference is left (`1:1`), and will succeed.
+/// 2. D drops the last real reference (`1:0`); it sees A's speculative bit, so it leaves.
+/// 3. B speculates (`2:0`), sees no real reference, and will fail.
+/// 4. A converts (`1:1`); later A drops its reference (`1:0`) and sees B's bit, so it leaves.
+/// 5. B backs out (`0:0`). The object is unreachable, and its destructor never ran.
+///
+/// The `seed_try_inc_leak` mutant restores that algorithm, and the loom model
+/// `two_try_inc_race_last_dec` finds it (it needs a preemption bound of 3, so it runs
+/// unbounded). refwatch closes the hole with one rule: *whoever brings the whole word to zero
+/// — a decrement or a failed try's back-out — claims destruction with one compare-and-swap
+/// from zero to a dead marker* whose real half is zero. Only one claim can succeed, so the
+/// destructor runs exactly once; a try that comes later sees a real half of zero and fails
+/// (its back-out leaves the marker, not zero, so it never claims again). The success path is
+/// unchanged: one speculative add, one conversion add, no loop.
+///
+/// # Overflow
+/// The real half never carries into the speculative half: an `inc_ref` or `try_inc_ref`
+/// that would pass [`MAX_REFS`] (2^31 - 1) takes its reference back and panics.
+pub struct Refs<T: ?Sized> {
+    word: AtomicU64,
+    _object: PhantomData<fn(&T)>,
+}
+
+impl<T: ?Sized> Refs<T> {
+    /// A counter holding one reference.
+    pub fn new() -> Self {
+        Refs {
+            word: AtomicU64::new(1),
+            _object: PhantomData,
+        }
+    }
+
+    /// Brings the word from zero to the dead marker; runs `destroy` if this call won.
+    ///
+    /// Preconditions: the caller's own update just left the word at zero.
+    fn claim(&self, destroy: impl FnOnce()) {
+        // Acquire: reading the zero reads the end of every decrement's release sequence,
+        // so the destructor happens after every holder's last access.
+        if self
+            .word
+            .compare_exchange(0, REFS_DEAD, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            destroy();
+        }
+    }
+}
+
+impl<T: ?Sized> Default for Refs<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Refs<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.word.load(Ordering::Relaxed);
+        f.debug_struct("Refs")
+            .field("type", &type_name::<T>())
+            .field("real", &(word & REAL_MASK))
+            .field("speculative", &((word & !REFS_DEAD) >> 32))
+            .field("destroyed", &(word & REFS_DEAD != 0))
+            .finish()
+    }
+}
+
+impl<T: ?Sized> RefCounter for Refs<T> {
+    fn new() -> Self {
+        Refs::new()
+    }
+
+    fn inc_ref(&self) {
+        let old = self.word.fetch_add(1, Ordering::Relaxed);
+        let real = old & REAL_MASK;
+        if real >= MAX_REFS {
+            // Take the increment back before the real half can carry into the speculative
+            // half; it cannot reach zero, the real half is huge.
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            panic!(
+                "{}: reference count overflow (more than {MAX_REFS} references)",
+                type_name::<T>()
+            );
+        }
+        if real == 0 {
+            // No reference was held: the object is dead or dying. Taking the increment back
+            // could leave the word at zero with the claim already lost to us, so the object is
+            // leaked (the leak registry will say so) rather than risk destroying it twice.
+            panic!(
+                "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
+                type_name::<T>()
+            );
+        }
+    }
+
+    fn dec_ref(&self, destroy: impl FnOnce()) {
+        // Release: everything this holder wrote happens before the destructor.
+        let old = self.word.fetch_sub(1, Ordering::Release);
+        if old & REAL_MASK == 0 {
+            // The subtraction borrowed from the speculative half: undo it, then report.
+            self.word.fetch_add(1, Ordering::Relaxed);
+            panic!(
+                "{}: dec_ref on an object with no references (count {old:#x}): extra dec_ref or missing inc_ref",
+                type_name::<T>()
+            );
+        }
+        if old == 1 {
+            self.claim(destroy);
+        }
+    }
+
+    fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool {
+        // Acquire: a reviver sees what the last holder wrote before its decrement.
+        let old = self.word.fetch_add(SPECULATIVE, Ordering::Acquire);
+        if old & REAL_MASK == 0 {
+            // Dying or dead. Back out; if that leaves the word at zero, this call is the last
+            // one out and must claim destruction (the fix of the seed's leak).
+            let before = self.word.fetch_sub(SPECULATIVE, Ordering::Relaxed);
+            if before == SPECULATIVE {
+                self.claim(destroy);
+            }
+            return false;
+        }
+        // Alive when we speculated, and our speculative reference has kept the word from
+        // reaching zero since: turn it into a real one.
+        let old = self
+            .word
+            .fetch_add(1u64.wrapping_sub(SPECULATIVE), Ordering::Relaxed);
+        if old & REAL_MASK >= MAX_REFS {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            panic!(
+                "{}: reference count overflow (more than {MAX_REFS} references)",
+                type_name::<T>()
+            );
+        }
+        true
+    }
+
+    fn read_refs(&self) -> u64 {
+        self.word.load(Ordering::Relaxed) & REAL_MASK
+    }
+
+    fn is_destroyed(&self) -> bool {
+        self.word.load(Ordering::Acquire) & REFS_DEAD != 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// StickyRefs
+// ---------------------------------------------------------------------------------------------
+
+/// The sticky "destroyed" flag: the top bit of the word.
+const STICKY_DEAD: u64 = 1 << 63;
+
+/// A counter whose `try_inc_ref` is one `fetch_add`: the top bit is a sticky dead flag.
+///
+/// The low 63 bits count references. `try_inc_ref` adds one and succeeds unless the flag
+/// was set (its add to a dead word is harmless: nothing reads a dead word's count, and it
+/// would take 2^63 failed tries to wrap). The decrement that reaches zero does not destroy
+/// at once: it claims death with one compare-and-swap from zero to the flag, and loses it
+/// to any increment that came in between — that increment revived the object, and whoever
+/// brings it to zero next claims again. Linux's `rcuref` has this shape (a relaxed add to
+/// get, a release subtract to put, a slow path that claims death).
+///
+/// Compared with [`Refs`]: one atomic per successful try instead of two, and a try never
+/// destroys (it never decrements). The `sticky_store_dead` mutant (destruction claimed by a
+/// plain store instead of a compare-and-swap) destroys the object under a revived reference,
+/// which the loom model `try_inc_races_last_dec` catches.
+pub struct StickyRefs<T: ?Sized> {
+    word: AtomicU64,
+    _object: PhantomData<fn(&T)>,
+}
+
+impl<T: ?Sized> StickyRefs<T> {
+    /// A counter holding one reference.
+    pub fn new() -> Self {
+        StickyRefs {
+            word: AtomicU64::new(1),
+            _object: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Default for StickyRefs<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for StickyRefs<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.word.load(Ordering::Relaxed);
+        f.debug_struct("StickyRefs")
+            .field("type", &type_name::<T>())
+            .field("refs", &(word & !STICKY_DEAD))
+            .field("destroyed", &(word & STICKY_DEAD != 0))
+            .finish()
+    }
+}
+
+impl<T: ?Sized> RefCounter for StickyRefs<T> {
+    fn new() -> Self {
+        StickyRefs::new()
+    }
+
+    fn inc_ref(&self) {
+        let old = self.word.fetch_add(1, Ordering::Relaxed);
+        if old >= MAX_REFS && old & STICKY_DEAD == 0 {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            panic!(
+                "{}: reference count overflow (more than {MAX_REFS} references)",
+                type_name::<T>()
+            );
+        }
+        if old == 0 || old & STICKY_DEAD != 0 {
+            // As for `Refs`: the object is leaked rather than risk destroying it twice.
+            panic!(
+                "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
+                type_name::<T>()
+            );
+        }
+    }
+
+    fn dec_ref(&self, destroy: impl FnOnce()) {
+        let old = self.word.fetch_sub(1, Ordering::Release);
+        if old == 0 || old & STICKY_DEAD != 0 {
+            self.word.fetch_add(1, Ordering::Relaxed);
+            panic!(
+                "{}: dec_ref on an object with no references (count {old:#x}): extra dec_ref or missing inc_ref",
+                type_name::<T>()
+            );
+        }
+        if old == 1
+            && self
+                .word
+                .compare_exchange(0, STICKY_DEAD, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            destroy();
+        }
+    }
+
+    fn try_inc_ref(&self, _destroy: impl FnOnce()) -> bool {
+        // Acquire: a reviver sees what the last holder wrote before its decrement.
+        let old = self.word.fetch_add(1, Ordering::Acquire);
+        if old & STICKY_DEAD != 0 {
+            return false;
+        }
+        if old >= MAX_REFS {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            panic!(
+                "{}: reference count overflow (more than {MAX_REFS} references)",
+                type_name::<T>()
+            );
+        }
+        // `old == 0` is a revival: the decrement that reached zero has not claimed death yet,
+        // and its compare-and-swap will now fail.
+        true
+    }
+
+    fn read_refs(&self) -> u64 {
+        let word = self.word.load(Ordering::Relaxed);
+        if word & STICKY_DEAD != 0 {
+            0
+        } else {
+            word
+        }
+    }
+
+    fn is_destroyed(&self) -> bool {
+        self.word.load(Ordering::Acquire) & STICKY_DEAD != 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RefCounted
+// ---------------------------------------------------------------------------------------------
+
+/// An object that embeds a [`RefCounter`] and owns its destructor.
+///
+/// Implement `refs` and `destroy`; the provided methods pass `destroy` to every counter
+/// operation, so the object is destroyed exactly once whichever call ends its life.
+///
+/// ```
+/// use refwatch::refs::{RefCounted, Refs};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// struct Dentry { refs: Refs<Dentry>, gone: AtomicBool }
+/// impl RefCounted for Dentry {
+///     type Counter = Refs<Dentry>;
+///     fn refs(&self) -> &Refs<Dentry> { &self.refs }
+///     fn destroy(&self) { self.gone.store(true, Ordering::Relaxed) }
+/// }
+///
+/// let d = Dentry { refs: Refs::new(), gone: AtomicBool::new(false) };
+/// d.inc_ref();
+/// d.dec_ref();
+/// assert!(!d.gone.load(Ordering::Relaxed));
+/// d.dec_ref();
+/// assert!(d.gone.load(Ordering::Relaxed));
+/// assert!(!d.try_inc_ref());
+/// ```
+pub trait RefCounted {
+    /// The embedded counter.
+    type Counter: RefCounter;
+
+    /// The embedded counter.
+    fn refs(&self) -> &Self::Counter;
+
+    /// Ends the object's life. Called exactly once, after the last reference is gone; the
+    /// memory must stay valid afterwards for as long as a `try_inc_ref` can reach it.
+    fn destroy(&self);
+
+    /// See [`RefCounter::inc_ref`].
+    fn inc_ref(&self) {
+        self.refs().inc_ref();
+    }
+
+    /// See [`RefCounter::dec_ref`].
+    fn dec_ref(&self) {
+        self.refs().dec_ref(|| self.destroy());
+    }
+
+    /// See [`RefCounter::try_inc_ref`].
+    #[must_use = "a true result is a reference that must be dropped with dec_ref"]
+    fn try_inc_ref(&self) -> bool {
+        self.refs().try_inc_ref(|| self.destroy())
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    struct Probe;
+
+    fn panic_message(f: impl FnOnce()) -> String {
+        let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+        err.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn both_counters_are_eight_bytes() {
+        assert_eq!(std::mem::size_of::<Refs<Probe>>(), 8);
+        assert_eq!(std::mem::size_of::<StickyRefs<Probe>>(), 8);
+        assert_eq!(std::mem::size_of::<Refs<dyn Send>>(), 8);
+    }
+
+    fn lifecycle<C: RefCounter>() {
+        let c = C::new();
+        let runs = Cell::new(0);
+        let destroy = || runs.set(runs.get() + 1);
+        assert_eq!(c.read_refs(), 1);
+        c.inc_ref();
+        assert!(c.try_inc_ref(destroy));
+        assert_eq!(c.read_refs(), 3);
+        c.dec_ref(destroy);
+        c.dec_ref(destroy);
+        assert_eq!(runs.get(), 0);
+        assert!(!c.is_destroyed());
+        c.dec_ref(destroy);
+        assert_eq!(runs.get(), 1);
+        assert!(c.is_destroyed());
+        assert_eq!(c.read_refs(), 0);
+        assert!(!c.try_inc_ref(destroy));
+        assert!(!c.try_inc_ref(destroy));
+        assert_eq!(runs.get(), 1, "a try on a dead object never destroys again");
+        assert!(c.is_destroyed());
+    }
+
+    #[test]
+    fn refs_lifecycle() {
+        lifecycle::<Refs<Probe>>();
+    }
+
+    #[test]
+    fn sticky_lifecycle() {
+        lifecycle::<StickyRefs<Probe>>();
+    }
+
+    fn misuse_panics_name_the_type<C: RefCounter>() {
+        let c = C::new();
+        c.dec_ref(|| {});
+        let msg = panic_message(|| c.dec_ref(|| panic!("must not destroy twice")));
+        assert!(msg.contains("Probe") && msg.contains("dec_ref"), "{msg}");
+        assert!(
+            c.is_destroyed(),
+            "a failed dec_ref leaves the count as it was"
+        );
+        let msg = panic_message(|| c.inc_ref());
+        assert!(msg.contains("Probe") && msg.contains("inc_ref"), "{msg}");
+    }
+
+    #[test]
+    fn refs_misuse_panics_name_the_type() {
+        misuse_panics_name_the_type::<Refs<Probe>>();
+    }
+
+    #[test]
+    fn sticky_misuse_panics_name_the_type() {
+        misuse_panics_name_the_type::<StickyRefs<Probe>>();
+    }
+
+    #[test]
+    fn refs_overflow_panics_instead_of_carrying() {
+        let c = Refs::<Probe>::new();
+        c.word.store(MAX_REFS, Ordering::Relaxed);
+        let msg = panic_message(|| c.inc_ref());
+        assert!(msg.contains("overflow") && msg.contains("Probe"), "{msg}");
+        assert_eq!(
+            c.word.load(Ordering::Relaxed),
+            MAX_REFS,
+            "no carry, count restored"
+        );
+        let msg = panic_message(|| assert!(c.try_inc_ref(|| {})));
+        assert!(msg.contains("overflow"), "{msg}");
+        assert_eq!(
+            c.word.load(Ordering::Relaxed),
+            MAX_REFS,
+            "speculative half untouched"
+        );
+        // Still usable below the limit.
+        c.dec_ref(|| unreachable!());
+        c.inc_ref();
+        assert_eq!(c.read_refs(), MAX_REFS);
+    }
+
+    #[test]
+    fn sticky_overflow_panics() {
+        let c = StickyRefs::<Probe>::new();
+        c.word.store(MAX_REFS, Ordering::Relaxed);
+        let msg = panic_message(|| c.inc_ref());
+        assert!(msg.contains("overflow"), "{msg}");
+        let msg = panic_message(|| assert!(c.try_inc_ref(|| {})));
+        assert!(msg.contains("overflow"), "{msg}");
+        assert_eq!(c.read_refs(), MAX_REFS);
+    }
+
+    #[test]
+    fn refs_failed_try_that_reaches_zero_destroys() {
+        // The interleaving of the seed's leak, replayed by hand on one thread: D leaves the
+        // word at 1:0 because A is in flight; B's failed try is the last one out.
+        let c = Refs::<Probe>::new();
+        let runs = Cell::new(0);
+        let destroy = || runs.set(runs.get() + 1);
+        c.word.fetch_add(SPECULATIVE, Ordering::Relaxed); // A speculates (sees 1 real)
+        c.dec_ref(destroy); // D: 1:0, A in flight, no claim
+        assert_eq!(runs.get(), 0);
+        c.word
+            .fetch_add(1u64.wrapping_sub(SPECULATIVE), Ordering::Relaxed); // A converts
+        c.word.fetch_add(SPECULATIVE, Ordering::Relaxed); // B speculates: 1:1
+        c.dec_ref(destroy); // A lets go: 1:0, B in flight
+        assert_eq!(runs.get(), 0);
+        // B's back-out (the tail of try_inc_ref) must claim.
+        let before = c.word.fetch_sub(SPECULATIVE, Ordering::Relaxed);
+        assert_eq!(before, SPECULATIVE);
+        c.claim(destroy);
+        assert_eq!(runs.get(), 1);
+        assert!(c.is_destroyed());
+    }
+
+    #[test]
+    fn sticky_revival_between_zero_and_claim_wins() {
+        let c = StickyRefs::<Probe>::new();
+        // A decrement that has reached zero but not yet claimed: word 0.
+        c.word.store(0, Ordering::Relaxed);
+        assert!(
+            c.try_inc_ref(|| {}),
+            "revives a count at zero that nobody claimed"
+        );
+        assert!(
+            c.word
+                .compare_exchange(0, STICKY_DEAD, Ordering::Acquire, Ordering::Relaxed)
+                .is_err(),
+            "the late claim loses to the revival"
+        );
+        let runs = Cell::new(0);
+        c.dec_ref(|| runs.set(runs.get() + 1));
+        assert_eq!(runs.get(), 1);
+    }
+
+    #[test]
+    fn refcounted_provided_methods_use_the_objects_destructor() {
+        struct Obj {
+            refs: StickyRefs<Obj>,
+            runs: Cell<u32>,
+        }
+        impl RefCounted for Obj {
+            type Counter = StickyRefs<Obj>;
+            fn refs(&self) -> &StickyRefs<Obj> {
+                &self.refs
+            }
+            fn destroy(&self) {
+                self.runs.set(self.runs.get() + 1);
+            }
+        }
+        let o = Obj {
+            refs: StickyRefs::new(),
+            runs: Cell::new(0),
+        };
+        assert!(o.try_inc_ref());
+        o.dec_ref();
+        o.dec_ref();
+        assert_eq!(o.runs.get(), 1);
+        assert!(!o.try_inc_ref());
+    }
+
+    #[test]
+    fn debug_shows_the_halves() {
+        let c = Refs::<Probe>::new();
+        let s = format!("{c:?}");
+        assert!(s.contains("real: 1") && s.contains("speculative: 0"), "{s}");
+    }
+}

@@ -1,0 +1,264 @@
+//! The one place that names the synchronisation primitives refwatch is built on.
+//!
+//! Every atomic, lock, `Arc`, thread, `UnsafeCell` and lazily initialised static used by the
+//! library comes from this module. It re-exports [loom]'s types under `--cfg loom`,
+//! [shuttle]'s under `--cfg shuttle`, and `std`'s otherwise, with the same names and the
+//! same signatures on every backend, so the code that ships is the code that the models check.
+//!
+//! Two deliberate differences from `std`:
+//! - [`Mutex::lock`], [`RwLock::read`] and [`RwLock::write`] never return a poison error: a
+//!   panic while a guard is held does not make later callers panic too (tokio's shim does the
+//!   same). Every refwatch structure keeps its invariant before it can panic.
+//! - [`UnsafeCell`] has loom's closure API (`with`, `with_mut`), so that loom can see every
+//!   access and report the ones that race.
+//!
+//! [loom]: https://docs.rs/loom
+//! [shuttle]: https://docs.rs/shuttle
+
+#[cfg(all(loom, shuttle))]
+compile_error!("refwatch: `--cfg loom` and `--cfg shuttle` are mutually exclusive");
+
+pub(crate) use self::backend::lazy_static;
+pub use self::backend::{atomic, thread, Arc, Track};
+
+/// Mutual exclusion without poisoning.
+#[derive(Debug, Default)]
+pub struct Mutex<T: ?Sized>(backend::Mutex<T>);
+
+/// The guard of a locked [`Mutex`].
+pub type MutexGuard<'a, T> = backend::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex holding `value`.
+    pub fn new(value: T) -> Self {
+        Mutex(backend::Mutex::new(value))
+    }
+
+    /// Consumes the mutex and returns its value.
+    pub fn into_inner(self) -> T {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Locks the mutex, blocking until it is free. Never returns a poison error.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the mutex if it is free.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(backend::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(backend::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// A reader-writer lock without poisoning.
+#[derive(Debug, Default)]
+pub struct RwLock<T: ?Sized>(backend::RwLock<T>);
+
+/// Shared guard of an [`RwLock`].
+pub type RwLockReadGuard<'a, T> = backend::RwLockReadGuard<'a, T>;
+/// Exclusive guard of an [`RwLock`].
+pub type RwLockWriteGuard<'a, T> = backend::RwLockWriteGuard<'a, T>;
+
+impl<T> RwLock<T> {
+    /// A new unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        RwLock(backend::RwLock::new(value))
+    }
+}
+
+impl<T: ?Sized> RwLock<T> {
+    /// Shared access. Never returns a poison error.
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive access. Never returns a poison error.
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Hints that the caller is spinning. Under the model checkers this yields to the scheduler,
+/// so that a spin-wait cannot starve the thread it waits for.
+pub fn spin_loop() {
+    backend::spin_loop()
+}
+
+/// Interior mutability whose every access the model checkers can see.
+///
+/// The API is loom's: access goes through [`with`](UnsafeCell::with) and
+/// [`with_mut`](UnsafeCell::with_mut), and the raw pointer must not escape the closure.
+#[derive(Debug)]
+pub struct UnsafeCell<T: ?Sized>(backend::UnsafeCell<T>);
+
+impl<T> UnsafeCell<T> {
+    /// A new cell holding `value`.
+    pub fn new(value: T) -> Self {
+        UnsafeCell(backend::UnsafeCell::new(value))
+    }
+
+    /// Consumes the cell and returns its value.
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+impl<T: ?Sized> UnsafeCell<T> {
+    /// Runs `f` with a shared pointer to the value. Under loom, a concurrent `with_mut` that
+    /// is not ordered with this call fails the model.
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.0.with(f)
+    }
+
+    /// Runs `f` with an exclusive pointer to the value. Under loom, any concurrent access
+    /// that is not ordered with this call fails the model.
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.0.with_mut(f)
+    }
+}
+
+#[cfg(loom)]
+mod backend {
+    pub use loom::alloc::Track;
+    pub use loom::sync::{
+        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+    pub use loom::thread;
+    pub use std::sync::TryLockError;
+
+    pub fn spin_loop() {
+        loom::thread::yield_now();
+    }
+
+    #[derive(Debug)]
+    pub struct UnsafeCell<T: ?Sized>(loom::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub fn new(value: T) -> Self {
+            UnsafeCell(loom::cell::UnsafeCell::new(value))
+        }
+        pub fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            self.0.with(f)
+        }
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            self.0.with_mut(f)
+        }
+    }
+
+    /// `lazy_static!` that loom resets on every iteration of a model.
+    macro_rules! lazy_static {
+        ($($t:tt)*) => { loom::lazy_static! { $($t)* } };
+    }
+    pub(crate) use lazy_static;
+}
+
+#[cfg(all(shuttle, not(loom)))]
+mod backend {
+    pub use shuttle::sync::{
+        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+    pub use shuttle::thread;
+    pub use std::sync::TryLockError;
+
+    pub use super::std_cell::UnsafeCell;
+    pub use super::track::Track;
+
+    pub fn spin_loop() {
+        shuttle::thread::yield_now();
+    }
+
+    /// `lazy_static!` that shuttle resets on every execution.
+    macro_rules! lazy_static {
+        ($($t:tt)*) => { shuttle::lazy_static! { $($t)* } };
+    }
+    pub(crate) use lazy_static;
+}
+
+#[cfg(not(any(loom, shuttle)))]
+mod backend {
+    pub use std::sync::TryLockError;
+    pub use std::sync::{
+        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+    pub use std::thread;
+
+    pub use super::std_cell::UnsafeCell;
+    pub use super::track::Track;
+
+    pub fn spin_loop() {
+        std::hint::spin_loop();
+    }
+
+    /// `lazy_static!` on top of `std::sync::LazyLock`.
+    macro_rules! lazy_static {
+        ($(#[$attr:meta])* $vis:vis static ref $name:ident : $t:ty = $init:expr;) => {
+            $(#[$attr])*
+            $vis static $name: ::std::sync::LazyLock<$t> = ::std::sync::LazyLock::new(|| $init);
+        };
+    }
+    pub(crate) use lazy_static;
+}
+
+#[cfg(not(loom))]
+mod std_cell {
+    /// `core::cell::UnsafeCell` behind loom's closure API.
+    #[derive(Debug)]
+    pub struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub fn new(value: T) -> Self {
+            UnsafeCell(core::cell::UnsafeCell::new(value))
+        }
+        pub fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(not(loom))]
+mod track {
+    /// Outside loom, a transparent wrapper. Under loom, `loom::alloc::Track` fails the model
+    /// when a tracked value is never dropped, which is how a missing `dec_ref` is caught.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Track<T>(T);
+
+    impl<T> Track<T> {
+        /// Tracks `value`.
+        pub fn new(value: T) -> Self {
+            Track(value)
+        }
+        /// The tracked value.
+        pub fn get_ref(&self) -> &T {
+            &self.0
+        }
+        /// The tracked value, mutably.
+        pub fn get_mut(&mut self) -> &mut T {
+            &mut self.0
+        }
+        /// Stops tracking and returns the value.
+        pub fn into_inner(self) -> T {
+            self.0
+        }
+    }
+}
