@@ -6,6 +6,8 @@
 //! - [`leak`]: the deterministic live-object registry and its [`LeakReport`](leak::LeakReport).
 //! - [`sync`]: the shim that switches every primitive to loom (`--cfg loom`) or shuttle
 //!   (`--cfg shuttle`), so that the code that ships is the code that is checked.
+//! - [`conntrack`]: connection tracking in a bucketed table with incremental reaping
+//!   ([`ConnTable`](conntrack::ConnTable), [`ConnTrack`](conntrack::ConnTrack)).
 //! - [`time`]: the injected [`Clock`](time::Clock).
 //!
 //! ```
@@ -19,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conntrack;
 pub mod handle;
 pub mod leak;
 pub mod refs;

@@ -56,6 +56,50 @@ impl<T: ?Sized> Mutex<T> {
     }
 }
 
+/// A condition variable for [`Mutex`], without poisoning.
+///
+/// Under loom and shuttle, [`wait_timeout`](Condvar::wait_timeout) never times out (neither
+/// checker models time): it returns only when notified, so code that waits with a timeout must
+/// also be woken by a notification to make progress under a model.
+#[derive(Debug, Default)]
+pub struct Condvar(backend::Condvar);
+
+impl Condvar {
+    /// A new condition variable.
+    pub fn new() -> Self {
+        Condvar(backend::Condvar::new())
+    }
+
+    /// Releases `guard`, blocks until notified (or spuriously woken), and locks again.
+    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Like [`wait`](Condvar::wait), but also returns after about `timeout` (never under the
+    /// model checkers). Returns the guard and whether the wait timed out.
+    pub fn wait_timeout<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> (MutexGuard<'a, T>, bool) {
+        let (guard, result) = self
+            .0
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        (guard, result.timed_out())
+    }
+
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        self.0.notify_one()
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.0.notify_all()
+    }
+}
+
 /// A reader-writer lock without poisoning.
 #[derive(Debug, Default)]
 pub struct RwLock<T: ?Sized>(backend::RwLock<T>);
@@ -127,7 +171,7 @@ impl<T: ?Sized> UnsafeCell<T> {
 mod backend {
     pub use loom::alloc::Track;
     pub use loom::sync::{
-        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic, Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     };
     pub use loom::thread;
     pub use std::sync::TryLockError;
@@ -167,7 +211,7 @@ mod backend {
 #[cfg(all(shuttle, not(loom)))]
 mod backend {
     pub use shuttle::sync::{
-        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic, Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     };
     pub use shuttle::thread;
     pub use std::sync::TryLockError;
@@ -190,7 +234,7 @@ mod backend {
 mod backend {
     pub use std::sync::TryLockError;
     pub use std::sync::{
-        atomic, Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic, Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     };
     pub use std::thread;
 

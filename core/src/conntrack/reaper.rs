@@ -1,0 +1,183 @@
+//! The reaper: a thread that calls [`ConnTable::reap_unused`] at the interval it returns, and
+//! [`ConnTrack`], a table that owns its reaper.
+
+use super::table::{Config, ConfigError, ConnTable};
+use crate::sync::{thread, Arc, Condvar, Mutex};
+use crate::time::{Clock, MonotonicClock};
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::ops::Deref;
+
+/// Protected by [`Shared::state`].
+#[derive(Debug, Default)]
+struct ReaperState {
+    /// Set once, by `Drop`: the thread exits at its next check.
+    stop: bool,
+    /// A pass was asked for (`Reaper::kick`); cleared when one starts.
+    kicked: bool,
+    /// Passes completed.
+    passes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<ReaperState>,
+    /// Wakes the reaper (stop, kick) and the callers of `wait_for_passes`.
+    wake: Condvar,
+}
+
+/// A thread that reaps a table incrementally; stopped and joined when dropped.
+///
+/// The thread runs one [`reap_unused`](ConnTable::reap_unused) pass, then waits for the
+/// interval that pass returned, or until it is kicked or stopped, whichever comes first. It
+/// holds the table through an `Arc`, so the table outlives it; dropping the `Reaper` wakes
+/// it and joins it, so it never outlives its `Reaper`.
+///
+/// Lock: the state mutex is never held while reaping, and no bucket lock is held while
+/// taking it.
+pub struct Reaper {
+    shared: Arc<Shared>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reaper")
+            .field("passes", &self.passes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reaper {
+    /// Starts reaping `table`.
+    pub fn spawn<C, S>(table: Arc<ConnTable<C, S>>) -> Reaper
+    where
+        C: Clock + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+    {
+        let shared = Arc::new(Shared::default());
+        let theirs = Arc::clone(&shared);
+        let handle = thread::spawn(move || run(&table, &theirs));
+        Reaper {
+            shared,
+            handle: Some(handle),
+        }
+    }
+
+    /// Asks for a pass now instead of at the end of the current interval.
+    pub fn kick(&self) {
+        self.shared.state.lock().kicked = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Passes completed so far.
+    pub fn passes(&self) -> u64 {
+        self.shared.state.lock().passes
+    }
+
+    /// Blocks until at least `n` passes have completed; returns the count.
+    pub fn wait_for_passes(&self, n: u64) -> u64 {
+        let mut state = self.shared.state.lock();
+        while state.passes < n && !state.stop {
+            state = self.shared.wake.wait(state);
+        }
+        state.passes
+    }
+}
+
+fn run<C: Clock, S: BuildHasher>(table: &ConnTable<C, S>, shared: &Shared) {
+    let mut start = 0;
+    let mut interval = table.config().reaper.min_interval;
+    loop {
+        (start, interval) = table.reap_unused(start, interval);
+        let mut state = shared.state.lock();
+        state.passes += 1;
+        shared.wake.notify_all();
+        // Wait out the interval unless kicked or stopped. Spurious wake-ups only make a pass
+        // come early; under the model checkers the wait returns only when notified.
+        if !state.stop && !state.kicked {
+            state = shared.wake.wait_timeout(state, interval).0;
+        }
+        if state.stop {
+            return;
+        }
+        state.kicked = false;
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.shared.state.lock().stop = true;
+        self.shared.wake.notify_all();
+        if let Some(handle) = self.handle.take() {
+            // A panic in the reaper was already reported by the thread; do not panic in drop.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A [`ConnTable`] with its own [`Reaper`]: what a packet path normally uses.
+///
+/// Dereferences to the table. Dropping it stops and joins the reaper thread first.
+///
+/// ```
+/// use refwatch::conntrack::{Config, ConnTrack, Packet};
+///
+/// let ct = ConnTrack::new(Config::with_buckets(256)).unwrap();
+/// let pkt = Packet::udp("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()).unwrap();
+/// assert!(ct.track(&pkt).unwrap().created);
+/// drop(ct); // the reaper thread is joined here
+/// ```
+pub struct ConnTrack<C = MonotonicClock, S = RandomState> {
+    // Field order matters only for readability: `Drop for Reaper` joins the thread, which
+    // holds its own `Arc` of the table.
+    reaper: Reaper,
+    table: Arc<ConnTable<C, S>>,
+}
+
+impl<C, S> fmt::Debug for ConnTrack<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTrack")
+            .field("table", &self.table)
+            .field("reaper", &self.reaper)
+            .finish()
+    }
+}
+
+impl ConnTrack {
+    /// A table on the real clock with a random hash key, and its reaper.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        Ok(ConnTrack::from_table(ConnTable::new(config)?))
+    }
+}
+
+impl<C, S> ConnTrack<C, S>
+where
+    C: Clock + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// Starts a reaper for `table`.
+    pub fn from_table(table: ConnTable<C, S>) -> Self {
+        let table = Arc::new(table);
+        let reaper = Reaper::spawn(Arc::clone(&table));
+        ConnTrack { reaper, table }
+    }
+
+    /// The reaper.
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
+    }
+
+    /// A shared handle on the table (it may outlive `self`; the reaper will not).
+    pub fn table(&self) -> &Arc<ConnTable<C, S>> {
+        &self.table
+    }
+}
+
+impl<C, S> Deref for ConnTrack<C, S> {
+    type Target = ConnTable<C, S>;
+    fn deref(&self) -> &ConnTable<C, S> {
+        &self.table
+    }
+}

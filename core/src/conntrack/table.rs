@@ -1,0 +1,850 @@
+//! The table: a fixed array of locked buckets, each a list of tuples, reaped as it is walked.
+
+use super::conn::{Conn, Invalid, Snapshot, State, UpdateError};
+use super::packet::{Packet, ParseError};
+use super::timeouts::Timeouts;
+use super::tuple::{Direction, Tuple};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::time::{Clock, Instant, MonotonicClock};
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+/// How the reaper paces itself (the seed's constants are the defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaperConfig {
+    /// Each [`reap_unused`](ConnTable::reap_unused) call walks `buckets / fraction` buckets,
+    /// and at least one. Default 128.
+    pub fraction: usize,
+    /// When more than this share (percent) of the tuples checked had expired, the next call
+    /// comes after `min_interval`. Default 50.
+    pub max_expired_pct: usize,
+    /// The shortest interval, and the step by which the interval grows. Default 10 ms.
+    pub min_interval: Duration,
+    /// A full traversal takes at most about this long. Default 60 s.
+    pub max_full_traversal: Duration,
+}
+
+impl ReaperConfig {
+    /// The longest interval between two calls: `max_full_traversal / fraction`.
+    pub fn max_interval(&self) -> Duration {
+        let fraction = u32::try_from(self.fraction.max(1)).unwrap_or(u32::MAX);
+        (self.max_full_traversal / fraction).max(self.min_interval)
+    }
+}
+
+impl Default for ReaperConfig {
+    fn default() -> Self {
+        ReaperConfig {
+            fraction: 128,
+            max_expired_pct: 50,
+            min_interval: Duration::from_millis(10),
+            max_full_traversal: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a table is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of buckets: a power of two, fixed for the table's life. Default 16384.
+    pub buckets: usize,
+    /// Most connections at once; `None` means four per bucket (65536 by default).
+    pub max_connections: Option<usize>,
+    /// How many buckets, from the new connection's own, early drop looks in. Default 8
+    /// (Linux's `NF_CT_EVICTION_RANGE`).
+    pub early_drop_scan: usize,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+    /// Reaper pacing.
+    pub reaper: ReaperConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            buckets: 1 << 14,
+            max_connections: None,
+            early_drop_scan: 8,
+            timeouts: Timeouts::linux(),
+            reaper: ReaperConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with `buckets` buckets.
+    pub fn with_buckets(buckets: usize) -> Config {
+        Config {
+            buckets,
+            ..Config::default()
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The bucket count is zero, not a power of two, or above 2^31.
+    BadBucketCount(usize),
+    /// A maximum of zero connections.
+    ZeroMaxConnections,
+    /// A reaper fraction of zero.
+    ZeroFraction,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::BadBucketCount(n) => {
+                write!(
+                    f,
+                    "bucket count {n} must be a power of two between 1 and 2^31"
+                )
+            }
+            ConfigError::ZeroMaxConnections => {
+                f.write_str("the maximum number of connections must be at least 1")
+            }
+            ConfigError::ZeroFraction => f.write_str("the reaper fraction must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why [`track`](ConnTable::track) did not track a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackError {
+    /// The bytes are not a packet the tracker follows ([`track_bytes`](ConnTable::track_bytes)).
+    Malformed(ParseError),
+    /// The tracker rejected the packet; nothing changed.
+    Invalid(Invalid),
+    /// The table holds its maximum and nothing could be reaped or early-dropped.
+    TableFull {
+        /// The maximum.
+        max: usize,
+    },
+}
+
+impl fmt::Display for TrackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrackError::Malformed(e) => write!(f, "malformed packet: {e}"),
+            TrackError::Invalid(e) => write!(f, "{e}"),
+            TrackError::TableFull { max } => write!(
+                f,
+                "connection table full ({max} connections, none expired or evictable): packet refused"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrackError {}
+
+/// What [`track`](ConnTable::track) did with a packet.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    /// The packet's connection.
+    pub conn: Arc<Conn>,
+    /// Which way the packet travels on it.
+    pub dir: Direction,
+    /// The connection's state after the packet.
+    pub state: State,
+    /// Whether the connection is assured after the packet.
+    pub assured: bool,
+    /// Whether this packet created the connection.
+    pub created: bool,
+}
+
+/// Counters of a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections in the table now.
+    pub live: usize,
+    /// Connections ever created.
+    pub created: u64,
+    /// Connections removed because they expired.
+    pub reaped: u64,
+    /// Connections evicted to make room.
+    pub early_dropped: u64,
+    /// Packets refused because the table was full.
+    pub refused: u64,
+    /// Packets the tracker rejected.
+    pub invalid: u64,
+}
+
+/// What a quiescent table holds, from [`audit`](ConnTable::audit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Tuples in all buckets.
+    pub tuples: usize,
+    /// Distinct connections.
+    pub connections: usize,
+    /// Connections expired at the clock's current time.
+    pub expired: usize,
+}
+
+/// A broken table invariant found by [`audit`](ConnTable::audit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditError {
+    /// A tuple sits in a bucket its hash does not name.
+    WrongBucket {
+        /// The tuple.
+        tuple: Tuple,
+        /// Where it is.
+        bucket: usize,
+    },
+    /// A connection has one tuple in the table but not the other (or one twice).
+    HalfPresent {
+        /// The connection's original tuple.
+        original: Tuple,
+        /// Entries for its original tuple.
+        originals: usize,
+        /// Entries for its reply tuple.
+        replies: usize,
+    },
+    /// The counters disagree with the contents.
+    Counts {
+        /// `live` as counted.
+        live: usize,
+        /// Connections found.
+        connections: usize,
+        /// `created - reaped - early_dropped`.
+        net: u64,
+    },
+}
+
+impl fmt::Display for AuditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditError::WrongBucket { tuple, bucket } => {
+                write!(f, "tuple {tuple} is in bucket {bucket}, not the one its hash names")
+            }
+            AuditError::HalfPresent {
+                original,
+                originals,
+                replies,
+            } => write!(
+                f,
+                "connection {original} has {originals} original and {replies} reply tuples in the table (want 1 and 1)"
+            ),
+            AuditError::Counts {
+                live,
+                connections,
+                net,
+            } => write!(
+                f,
+                "live counter {live}, {connections} connections in the table, created-reaped-dropped {net}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+/// One tuple in a bucket: the connection and which of its tuples this is.
+#[derive(Debug)]
+struct Entry {
+    conn: Arc<Conn>,
+    /// High bits of the tuple's hash: most mismatches are rejected without reading `conn`'s
+    /// tuple.
+    fingerprint: u32,
+    dir: Direction,
+}
+
+/// Counters kept per bucket, under the bucket lock (no shared cache line on the hot path).
+#[derive(Debug, Default)]
+struct BucketStats {
+    /// Connections whose original tuple is in this bucket, created / reaped / dropped.
+    created: u64,
+    reaped: u64,
+    early_dropped: u64,
+    /// Rejected packets whose tuple hashes here.
+    invalid: u64,
+}
+
+#[derive(Debug, Default)]
+struct BucketInner {
+    entries: Vec<Entry>,
+    stats: BucketStats,
+}
+
+/// Why a connection leaves the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    Reaped,
+    EarlyDropped,
+}
+
+/// The two bucket locks of a connection, taken in ascending index order.
+struct Pair<'a> {
+    lo: usize,
+    lo_guard: MutexGuard<'a, BucketInner>,
+    hi_guard: Option<MutexGuard<'a, BucketInner>>,
+}
+
+impl Pair<'_> {
+    /// Preconditions: `i` is one of the two locked buckets.
+    fn get(&mut self, i: usize) -> &mut BucketInner {
+        if i == self.lo {
+            &mut self.lo_guard
+        } else {
+            self.hi_guard.as_deref_mut().unwrap_or(&mut self.lo_guard)
+        }
+    }
+}
+
+/// The connection table: `track` a packet, `lookup` a tuple, `reap_unused` a slice of the
+/// table at a time.
+///
+/// ```
+/// use refwatch::conntrack::{Config, ConnTable, Direction, Packet, State, UdpState};
+/// use refwatch::time::ManualClock;
+///
+/// let table = ConnTable::with_clock(Config::with_buckets(64), ManualClock::new()).unwrap();
+/// let a = "10.0.0.1:5000".parse().unwrap();
+/// let b = "10.0.0.2:53".parse().unwrap();
+/// let first = table.track(&Packet::udp(a, b).unwrap()).unwrap();
+/// assert!(first.created);
+/// let answer = table.track(&Packet::udp(b, a).unwrap()).unwrap();
+/// assert_eq!(answer.dir, Direction::Reply);
+/// assert_eq!(answer.state, State::Udp(UdpState::Replied));
+/// assert_eq!(table.stats().live, 1);
+/// ```
+///
+/// # Structure and invariants
+///
+/// `buckets` is a power-of-two array fixed at construction; a tuple lives in the bucket its
+/// keyed hash names (per-table random key: [`RandomState`] by default, so flows cannot be
+/// chosen to collide). Each bucket's mutex protects its list of tuples and its counters.
+/// A connection owns two tuples, one per direction, in (possibly) two buckets:
+/// - both tuples are inserted together and removed together, each time with both bucket locks
+///   held: no one ever sees a connection with one tuple in the table;
+/// - a lookup never returns a connection that has expired by its `now`;
+/// - at most one unexpired connection exists per tuple (creation re-checks under both locks);
+/// - `live` counts connections in the table, and never exceeds `max`.
+///
+/// There is no table-wide lock: the bucket array is immutable, so nothing on a packet path
+/// locks more than the buckets it touches (the seed's table-wide `RWMutex`, and its recursive
+/// `RLock` in `bucket()`, which deadlocks behind a waiting writer, are gone).
+///
+/// # Lock order
+///
+/// 1. Bucket locks, in ascending index order, at most two at once. A thread holding bucket
+///    `i` never waits for bucket `j < i`: to remove a connection whose other tuple is in a
+///    lower bucket it first releases `i`, then locks both in order and checks again.
+/// 2. A connection's own lock ([`Conn`]), only while holding at least one bucket lock of
+///    that connection (or none at all); no lock is ever taken while holding it.
+///
+/// # Where the seed went wrong, and what refwatch does
+///
+/// - The seed's `reapTupleLocked`, meeting an expired tuple whose reply lives in a lower
+///   bucket, reports it as reaped but leaves both tuples in place until the lower bucket is
+///   walked (a new connection for the same flow is then created next to the stale one, and
+///   the reaper's counts are wrong). refwatch collects such connections during the walk and,
+///   after releasing the bucket, locks both buckets in order and removes both tuples, counting
+///   the connection once, when it is really gone.
+/// - The seed's `reapUnused` walks `len(buckets)/128` buckets: none at all below 128 buckets.
+///   refwatch walks at least one.
+pub struct ConnTable<C = MonotonicClock, S = RandomState> {
+    buckets: Box<[Mutex<BucketInner>]>,
+    mask: usize,
+    hasher: S,
+    clock: C,
+    config: Config,
+    max: usize,
+    /// Connections in the table (and slots reserved by creations in progress).
+    live: AtomicUsize,
+    /// Packets refused because the table was full (rare: no bucket holds it).
+    refused: AtomicU64,
+}
+
+impl<C, S> fmt::Debug for ConnTable<C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("buckets", &self.buckets.len())
+            .field("max", &self.max)
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnTable {
+    /// A table on the real clock with a random hash key.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        ConnTable::with_clock_and_hasher(config, MonotonicClock::new(), RandomState::new())
+    }
+}
+
+impl<C: Clock> ConnTable<C> {
+    /// A table on `clock` with a random hash key.
+    pub fn with_clock(config: Config, clock: C) -> Result<Self, ConfigError> {
+        ConnTable::with_clock_and_hasher(config, clock, RandomState::new())
+    }
+}
+
+impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
+    /// A table on `clock` hashing with `hasher` (models use a fixed key to be deterministic;
+    /// production wants [`RandomState`]).
+    pub fn with_clock_and_hasher(config: Config, clock: C, hasher: S) -> Result<Self, ConfigError> {
+        let n = config.buckets;
+        if n == 0 || !n.is_power_of_two() || n > 1 << 31 {
+            return Err(ConfigError::BadBucketCount(n));
+        }
+        if config.reaper.fraction == 0 {
+            return Err(ConfigError::ZeroFraction);
+        }
+        let max = config.max_connections.unwrap_or(n.saturating_mul(4));
+        if max == 0 {
+            return Err(ConfigError::ZeroMaxConnections);
+        }
+        let buckets = (0..n).map(|_| Mutex::new(BucketInner::default())).collect();
+        Ok(ConnTable {
+            buckets,
+            mask: n - 1,
+            hasher,
+            clock,
+            config,
+            max,
+            live: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The table's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Most connections at once.
+    pub fn max_connections(&self) -> usize {
+        self.max
+    }
+
+    /// Number of buckets.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn hash(&self, t: &Tuple) -> (usize, u32) {
+        let h = self.hasher.hash_one(t);
+        ((h as usize) & self.mask, (h >> 32) as u32)
+    }
+
+    /// The bucket `t` lives in.
+    pub fn bucket_of(&self, t: &Tuple) -> usize {
+        self.hash(t).0
+    }
+
+    /// Locks buckets `a` and `b` (the same or not) in ascending index order.
+    fn lock_pair(&self, a: usize, b: usize) -> Pair<'_> {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let lo_guard = self.buckets[lo].lock();
+        let hi_guard = (hi != lo).then(|| self.buckets[hi].lock());
+        Pair {
+            lo,
+            lo_guard,
+            hi_guard,
+        }
+    }
+
+    /// Walks one bucket's entries for `t`, collecting connections that look expired.
+    /// Returns the index of the first match that does not look expired.
+    ///
+    /// Preconditions: the bucket holding `entries` is locked.
+    fn find_locked(
+        entries: &[Entry],
+        t: &Tuple,
+        fingerprint: u32,
+        now: Instant,
+        stale: &mut Vec<Arc<Conn>>,
+    ) -> Option<usize> {
+        for (i, e) in entries.iter().enumerate() {
+            if e.conn.expired_at(now) {
+                stale.push(Arc::clone(&e.conn));
+                continue;
+            }
+            if e.fingerprint == fingerprint && e.conn.tuple(e.dir) == *t {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Tracks one packet: finds its connection (reaping expired tuples met on the way) or
+    /// creates it, updates its state and last use, and says what happened. This is the call
+    /// a packet path makes; it takes no table-wide lock.
+    pub fn track(&self, pkt: &Packet) -> Result<Tracked, TrackError> {
+        let now = self.clock.now();
+        let t = *pkt.tuple();
+        let (b, fp) = self.hash(&t);
+        let mut stale = Vec::new();
+        let fast = {
+            let mut guard = self.buckets[b].lock();
+            let bucket = &mut *guard;
+            match Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
+                Some(i) => {
+                    let e = &bucket.entries[i];
+                    match e.conn.update(e.dir, pkt, now, &self.config.timeouts) {
+                        Ok(snap) => Some(Ok(tracked(&e.conn, e.dir, snap, false))),
+                        Err(UpdateError::Invalid(inv)) => {
+                            bucket.stats.invalid += 1;
+                            Some(Err(TrackError::Invalid(inv)))
+                        }
+                        Err(UpdateError::Expired) => {
+                            stale.push(Arc::clone(&e.conn));
+                            None
+                        }
+                    }
+                }
+                None => None,
+            }
+            .or_else(|| match Conn::check_opener(pkt) {
+                Err(inv) => {
+                    bucket.stats.invalid += 1;
+                    Some(Err(TrackError::Invalid(inv)))
+                }
+                Ok(()) => None,
+            })
+        };
+        self.reap_stale(stale, now);
+        match fast {
+            Some(result) => result,
+            None => self.create(pkt, b, fp, now),
+        }
+    }
+
+    /// Parses `bytes` and [`track`](ConnTable::track)s the packet.
+    pub fn track_bytes(&self, bytes: &[u8]) -> Result<Tracked, TrackError> {
+        let pkt = Packet::parse(bytes).map_err(TrackError::Malformed)?;
+        self.track(&pkt)
+    }
+
+    /// The slow path of `track`: the flow was not found (or only expired). Reserves a slot,
+    /// locks both buckets in order, looks again (another thread may have created the flow,
+    /// in either direction, meanwhile) and inserts both tuples.
+    fn create(&self, pkt: &Packet, b: usize, fp: u32, now: Instant) -> Result<Tracked, TrackError> {
+        let t = *pkt.tuple();
+        self.reserve(b, now)?;
+        let reply = t.reply();
+        let (r, rfp) = self.hash(&reply);
+        let mut stale = Vec::new();
+        let result = {
+            let mut pair = self.lock_pair(b, r);
+            let mut found = None;
+            for e in &pair.get(b).entries {
+                if e.fingerprint == fp && e.conn.tuple(e.dir) == t {
+                    let outcome = match e.conn.update(e.dir, pkt, now, &self.config.timeouts) {
+                        Err(UpdateError::Expired) => {
+                            stale.push(Arc::clone(&e.conn));
+                            continue;
+                        }
+                        Err(UpdateError::Invalid(inv)) => Err(inv),
+                        Ok(snap) => Ok(snap),
+                    };
+                    found = Some((Arc::clone(&e.conn), e.dir, outcome));
+                    break;
+                }
+            }
+            match found {
+                Some((conn, dir, outcome)) => {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
+                    match outcome {
+                        Ok(snap) => Ok(tracked(&conn, dir, snap, false)),
+                        Err(inv) => {
+                            pair.get(b).stats.invalid += 1;
+                            Err(TrackError::Invalid(inv))
+                        }
+                    }
+                }
+                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config.timeouts) {
+                    Ok((conn, snap)) => {
+                        let conn = Arc::new(conn);
+                        let orig = pair.get(b);
+                        orig.entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: fp,
+                            dir: Direction::Original,
+                        });
+                        orig.stats.created += 1;
+                        pair.get(r).entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: rfp,
+                            dir: Direction::Reply,
+                        });
+                        Ok(tracked(&conn, Direction::Original, snap, true))
+                    }
+                    Err(inv) => {
+                        self.live.fetch_sub(1, Ordering::AcqRel);
+                        pair.get(b).stats.invalid += 1;
+                        Err(TrackError::Invalid(inv))
+                    }
+                },
+            }
+        };
+        self.reap_stale(stale, now);
+        result
+    }
+
+    /// Takes one slot of `live` if there is one.
+    fn try_reserve(&self) -> bool {
+        let max = self.max;
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Reserves a slot for a new connection hashing to bucket `b`: when the table is full,
+    /// reaps the expired connections of `b` and the next buckets, then early-drops
+    /// connections that are not assured (or are closing) there, before refusing.
+    fn reserve(&self, b: usize, now: Instant) -> Result<(), TrackError> {
+        if self.try_reserve() {
+            return Ok(());
+        }
+        let scan = self.config.early_drop_scan.clamp(1, self.buckets.len());
+        for k in 0..scan {
+            self.reap_bucket((b + k) & self.mask, now);
+        }
+        if self.try_reserve() {
+            return Ok(());
+        }
+        for k in 0..scan {
+            let i = (b + k) & self.mask;
+            let victims: Vec<Arc<Conn>> = {
+                let guard = self.buckets[i].lock();
+                guard
+                    .entries
+                    .iter()
+                    .filter(|e| e.conn.evictable())
+                    .map(|e| Arc::clone(&e.conn))
+                    .collect()
+            };
+            for victim in victims {
+                if self.remove_if(&victim, Removal::EarlyDropped, |c| c.evictable())
+                    && self.try_reserve()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Err(TrackError::TableFull { max: self.max })
+    }
+
+    /// Removes `conn` — both tuples — if it is still in the table and `keep_going` holds once
+    /// both its bucket locks are taken (in ascending order). Returns whether it removed it.
+    ///
+    /// Preconditions: the caller holds no bucket lock.
+    fn remove_if(&self, conn: &Arc<Conn>, why: Removal, check: impl Fn(&Conn) -> bool) -> bool {
+        let (o, r) = (
+            conn.bucket(Direction::Original),
+            conn.bucket(Direction::Reply),
+        );
+        let mut pair = self.lock_pair(o, r);
+        let position = |b: &BucketInner, dir: Direction| {
+            b.entries
+                .iter()
+                .position(|e| e.dir == dir && Arc::ptr_eq(&e.conn, conn))
+        };
+        let Some(oi) = position(pair.get(o), Direction::Original) else {
+            return false; // someone else removed it first
+        };
+        if !check(conn) {
+            return false;
+        }
+        pair.get(o).entries.swap_remove(oi);
+        if let Some(ri) = position(pair.get(r), Direction::Reply) {
+            pair.get(r).entries.swap_remove(ri);
+        }
+        let stats = &mut pair.get(o).stats;
+        match why {
+            Removal::Reaped => stats.reaped += 1,
+            Removal::EarlyDropped => stats.early_dropped += 1,
+        }
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Removes the connections in `stale` that are still expired at `now`. Returns how many
+    /// it removed.
+    ///
+    /// Preconditions: the caller holds no bucket lock.
+    fn reap_stale(&self, stale: Vec<Arc<Conn>>, now: Instant) -> usize {
+        let mut removed = 0;
+        for conn in stale {
+            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_at(now)) {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Walks bucket `i`, removing every connection with a tuple there that has expired by
+    /// `now`. Returns (tuples checked, tuples found expired).
+    fn reap_bucket(&self, i: usize, now: Instant) -> (usize, usize) {
+        let (checked, stale) = {
+            let guard = self.buckets[i].lock();
+            let stale: Vec<Arc<Conn>> = guard
+                .entries
+                .iter()
+                .filter(|e| e.conn.expired_at(now))
+                .map(|e| Arc::clone(&e.conn))
+                .collect();
+            (guard.entries.len(), stale)
+        };
+        let expired = stale.len();
+        self.reap_stale(stale, now);
+        (checked, expired)
+    }
+
+    /// Finds the connection of `t` without touching its state, reaping expired tuples met on
+    /// the way. Never returns an expired connection.
+    pub fn lookup(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
+        let now = self.clock.now();
+        let (b, fp) = self.hash(t);
+        let mut stale = Vec::new();
+        let found = {
+            let guard = self.buckets[b].lock();
+            let mut from = 0;
+            loop {
+                match Self::find_locked(&guard.entries[from..], t, fp, now, &mut stale) {
+                    Some(i) => {
+                        let e = &guard.entries[from + i];
+                        // Confirm under the connection's lock: the deadline read by the walk
+                        // is only a hint while the other bucket is not locked.
+                        if !e.conn.expired_locked(now) {
+                            break Some((Arc::clone(&e.conn), e.dir));
+                        }
+                        stale.push(Arc::clone(&e.conn));
+                        from += i + 1;
+                    }
+                    None => break None,
+                }
+            }
+        };
+        self.reap_stale(stale, now);
+        found
+    }
+
+    /// One step of incremental garbage collection: walks `buckets / fraction` buckets (at
+    /// least one) from `start`, removing expired connections, and returns where to start next
+    /// and how long to wait before the next call.
+    ///
+    /// The interval adapts as in the seed: if more than `max_expired_pct` percent of the
+    /// tuples checked had expired, the table is stale and the next call comes after
+    /// `min_interval`; otherwise the interval grows by `min_interval`, up to `max_interval`
+    /// (`max_full_traversal / fraction`), which bounds a full traversal.
+    pub fn reap_unused(&self, start: usize, prev_interval: Duration) -> (usize, Duration) {
+        let rc = &self.config.reaper;
+        let n = self.buckets.len();
+        let per_call = (n / rc.fraction).max(1);
+        let now = self.clock.now();
+        let (mut checked, mut expired) = (0, 0);
+        for k in 0..per_call {
+            let (c, e) = self.reap_bucket((start + k) & self.mask, now);
+            checked += c;
+            expired += e;
+        }
+        let next = (start + per_call) & self.mask;
+        let expired_pct = (expired * 100).checked_div(checked).unwrap_or(0);
+        if expired_pct > rc.max_expired_pct {
+            return (next, rc.min_interval);
+        }
+        let interval = prev_interval.saturating_add(rc.min_interval);
+        (next, interval.min(rc.max_interval()))
+    }
+
+    /// The counters. Locks each bucket in turn (one at a time): exact when the table is
+    /// quiescent, a close estimate otherwise.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            live: self.live.load(Ordering::Acquire),
+            refused: self.refused.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        for bucket in self.buckets.iter() {
+            let b = bucket.lock();
+            s.created += b.stats.created;
+            s.reaped += b.stats.reaped;
+            s.early_dropped += b.stats.early_dropped;
+            s.invalid += b.stats.invalid;
+        }
+        s
+    }
+
+    /// Checks every invariant the table keeps: each tuple in the bucket its hash names, each
+    /// connection with exactly its two tuples, counters matching the contents. Meaningful
+    /// when no other thread uses the table (the buckets are locked one at a time).
+    pub fn audit(&self) -> Result<Audit, AuditError> {
+        let now = self.clock.now();
+        let mut seen: HashMap<*const Conn, (Arc<Conn>, usize, usize)> = HashMap::new();
+        let mut tuples = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            let b = bucket.lock();
+            for e in &b.entries {
+                tuples += 1;
+                let tuple = e.conn.tuple(e.dir);
+                if self.bucket_of(&tuple) != i || e.conn.bucket(e.dir) != i {
+                    return Err(AuditError::WrongBucket { tuple, bucket: i });
+                }
+                let slot = seen
+                    .entry(Arc::as_ptr(&e.conn))
+                    .or_insert_with(|| (Arc::clone(&e.conn), 0, 0));
+                match e.dir {
+                    Direction::Original => slot.1 += 1,
+                    Direction::Reply => slot.2 += 1,
+                }
+            }
+        }
+        let mut expired = 0;
+        for (conn, originals, replies) in seen.values() {
+            if (*originals, *replies) != (1, 1) {
+                return Err(AuditError::HalfPresent {
+                    original: conn.original(),
+                    originals: *originals,
+                    replies: *replies,
+                });
+            }
+            if conn.expired_at(now) {
+                expired += 1;
+            }
+        }
+        let stats = self.stats();
+        let net = stats
+            .created
+            .wrapping_sub(stats.reaped)
+            .wrapping_sub(stats.early_dropped);
+        if stats.live != seen.len() || net != seen.len() as u64 {
+            return Err(AuditError::Counts {
+                live: stats.live,
+                connections: seen.len(),
+                net,
+            });
+        }
+        Ok(Audit {
+            tuples,
+            connections: seen.len(),
+            expired,
+        })
+    }
+}
+
+fn tracked(conn: &Arc<Conn>, dir: Direction, snap: Snapshot, created: bool) -> Tracked {
+    Tracked {
+        conn: Arc::clone(conn),
+        dir,
+        state: snap.state,
+        assured: snap.assured,
+        created,
+    }
+}

@@ -1,0 +1,364 @@
+//! Table-level tests on the manual clock.
+
+use super::*;
+use crate::sync::Arc;
+use crate::time::ManualClock;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
+use std::net::SocketAddr;
+use std::time::Duration;
+use TcpFlags as F;
+
+type Fixed = BuildHasherDefault<DefaultHasher>;
+type Table = ConnTable<ManualClock, Fixed>;
+
+fn table(buckets: usize, max: Option<usize>) -> (Table, ManualClock) {
+    let clock = ManualClock::new();
+    let config = Config {
+        max_connections: max,
+        ..Config::with_buckets(buckets)
+    };
+    let t = ConnTable::with_clock_and_hasher(config, clock.clone(), Fixed::default()).unwrap();
+    (t, clock)
+}
+
+fn addr(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, host], port))
+}
+
+fn udp(a: SocketAddr, b: SocketAddr) -> Packet {
+    Packet::udp(a, b).unwrap()
+}
+
+fn tcp(a: SocketAddr, b: SocketAddr, flags: TcpFlags, seq: u32, ack: u32) -> Packet {
+    Packet::tcp(a, b, TcpSegment::new(flags, seq, ack)).unwrap()
+}
+
+/// A TCP connection through its handshake.
+fn establish(t: &Table, c: SocketAddr, s: SocketAddr) -> Arc<Conn> {
+    t.track(&tcp(c, s, F::SYN, 100, 0)).unwrap();
+    t.track(&tcp(s, c, F::SYN | F::ACK, 900, 101)).unwrap();
+    let done = t.track(&tcp(c, s, F::ACK, 101, 901)).unwrap();
+    assert_eq!(done.state, State::Tcp(TcpState::Established));
+    assert!(done.assured);
+    done.conn
+}
+
+/// A UDP flow whose original tuple hashes to a higher bucket than its reply tuple.
+fn flow_with_reply_below(t: &Table) -> (SocketAddr, SocketAddr) {
+    (1..u16::MAX)
+        .map(|p| (addr(1, p), addr(2, 53)))
+        .find(|&(a, b)| {
+            let orig = Tuple::udp(a, b).unwrap();
+            t.bucket_of(&orig) > t.bucket_of(&orig.reply())
+        })
+        .unwrap()
+}
+
+#[test]
+fn udp_reply_makes_the_flow_assured_and_the_timeout_follows_the_state() {
+    let (t, clock) = table(16, None);
+    let (a, b) = (addr(1, 1000), addr(2, 53));
+    let first = t.track(&udp(a, b)).unwrap();
+    assert!(first.created && !first.assured);
+    assert_eq!(first.state, State::Udp(UdpState::Unreplied));
+    assert_eq!(first.conn.deadline().as_nanos(), 30_000_000_000);
+    let reply = t.track(&udp(b, a)).unwrap();
+    assert!(Arc::ptr_eq(&first.conn, &reply.conn));
+    assert_eq!(
+        (reply.dir, reply.assured, reply.created),
+        (Direction::Reply, true, false)
+    );
+    clock.advance(Duration::from_secs(119));
+    assert!(
+        t.lookup(&Tuple::udp(a, b).unwrap()).is_some(),
+        "replied: 120 s"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert!(t.lookup(&Tuple::udp(a, b).unwrap()).is_none());
+    assert_eq!(t.stats().live, 0);
+    assert_eq!(t.stats().reaped, 1);
+    assert_eq!(t.audit().unwrap().tuples, 0);
+}
+
+#[test]
+fn lookup_reaps_an_expired_connection_whose_reply_is_in_a_lower_bucket() {
+    let (t, clock) = table(4, None);
+    let (a, b) = flow_with_reply_below(&t);
+    let old = t.track(&udp(a, b)).unwrap().conn;
+    clock.advance(Duration::from_secs(31));
+    assert!(t.lookup(&old.original()).is_none());
+    // Both tuples are gone now, not left behind for the lower bucket's walk.
+    let audit = t.audit().unwrap();
+    assert_eq!((audit.tuples, audit.connections), (0, 0));
+    assert_eq!(t.stats().reaped, 1);
+    // The next packet of the flow makes a new connection, alone in the table.
+    let new = t.track(&udp(a, b)).unwrap();
+    assert!(new.created && !Arc::ptr_eq(&new.conn, &old));
+    assert_eq!(t.audit().unwrap().tuples, 2);
+}
+
+#[test]
+fn track_never_returns_an_expired_connection() {
+    let (t, clock) = table(1, None);
+    let (a, b) = (addr(1, 7), addr(2, 7));
+    let old = t.track(&udp(a, b)).unwrap().conn;
+    clock.advance(Duration::from_secs(30));
+    assert!(
+        Arc::ptr_eq(&t.track(&udp(a, b)).unwrap().conn, &old),
+        "alive at the deadline"
+    );
+    clock.advance(Duration::from_secs(31));
+    let fresh = t.track(&udp(b, a)).unwrap();
+    assert!(!Arc::ptr_eq(&fresh.conn, &old));
+    assert!(fresh.created);
+    assert_eq!(
+        fresh.dir,
+        Direction::Original,
+        "b -> a is now the original direction"
+    );
+    t.audit().unwrap();
+}
+
+#[test]
+fn reap_unused_walks_at_least_one_bucket_even_on_a_small_table() {
+    let (t, clock) = table(4, Some(100));
+    for p in 0..20 {
+        t.track(&udp(addr(1, p), addr(2, 9))).unwrap();
+    }
+    clock.advance(Duration::from_secs(31));
+    let mut start = 0;
+    let mut interval = Duration::from_millis(10);
+    for call in 0..4 {
+        let (next, i) = t.reap_unused(start, interval);
+        assert_eq!(next, (start + 1) % 4, "call {call} walks one bucket");
+        (start, interval) = (next, i);
+    }
+    assert_eq!(t.stats().live, 0);
+    assert_eq!(t.stats().reaped, 20);
+    assert_eq!(t.audit().unwrap().tuples, 0);
+}
+
+#[test]
+fn reap_interval_adapts_like_the_seed() {
+    let (t, clock) = table(256, None);
+    let rc = t.config().reaper;
+    let min = rc.min_interval;
+    assert_eq!(rc.max_interval(), Duration::from_secs(60) / 128);
+    // Nothing expired: grow by the minimum, up to the maximum.
+    assert_eq!(t.reap_unused(0, min).1, 2 * min);
+    assert_eq!(t.reap_unused(0, rc.max_interval()).1, rc.max_interval());
+    // 256 buckets / 128 = 2 per call.
+    assert_eq!(t.reap_unused(254, min).0, 0);
+    // Everything expired: back to the minimum.
+    for p in 0..2000 {
+        t.track(&udp(addr(1, p), addr(2, 9))).unwrap();
+    }
+    clock.advance(Duration::from_secs(31));
+    let (mut start, mut interval) = (0, rc.max_interval());
+    let (_, first) = loop {
+        let r = t.reap_unused(start, interval);
+        if t.stats().reaped > 0 {
+            break r;
+        }
+        (start, interval) = r;
+    };
+    assert_eq!(first, min);
+}
+
+#[test]
+fn syn_flood_of_ten_times_the_maximum_leaves_established_connections_alone() {
+    let (t, _clock) = table(64, Some(100));
+    let established: Vec<_> = (0..20)
+        .map(|i| establish(&t, addr(1, 1000 + i), addr(2, 443)))
+        .collect();
+    let mut refused = 0;
+    for i in 0..1000u32 {
+        let src = SocketAddr::from(([192, 0, (i >> 8) as u8, i as u8], 5000 + (i % 7) as u16));
+        match t.track(&tcp(src, addr(2, 80), F::SYN, i, 0)) {
+            Ok(_) => {}
+            Err(TrackError::TableFull { max }) => {
+                assert_eq!(max, 100);
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(t.stats().live <= 100);
+    }
+    for conn in &established {
+        let (found, _) = t
+            .lookup(&conn.original())
+            .expect("established connection evicted");
+        assert!(Arc::ptr_eq(&found, conn));
+    }
+    let stats = t.stats();
+    assert!(stats.early_dropped > 0);
+    assert_eq!(stats.refused, refused);
+    assert_eq!(stats.live, 100, "{stats:?}");
+    t.audit().unwrap();
+}
+
+#[test]
+fn a_full_table_of_assured_connections_refuses_instead_of_growing() {
+    let (t, _clock) = table(4, Some(3));
+    for i in 0..3 {
+        establish(&t, addr(1, 10 + i), addr(2, 22));
+    }
+    let err = t.track(&udp(addr(3, 1), addr(4, 1))).unwrap_err();
+    assert_eq!(err, TrackError::TableFull { max: 3 });
+    assert!(err.to_string().contains("full"));
+    assert_eq!(t.stats().refused, 1);
+    assert_eq!(t.stats().live, 3);
+    t.audit().unwrap();
+}
+
+#[test]
+fn a_closing_connection_is_dropped_early_even_if_assured() {
+    let (t, _clock) = table(4, Some(1));
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    let conn = establish(&t, c, s);
+    t.track(&tcp(c, s, F::FIN | F::ACK, 101, 901)).unwrap();
+    assert_eq!(conn.state(), State::Tcp(TcpState::FinWait));
+    assert!(t.track(&udp(addr(3, 1), addr(4, 1))).unwrap().created);
+    assert_eq!(t.stats().early_dropped, 1);
+    assert!(t.lookup(&conn.original()).is_none());
+}
+
+#[test]
+fn invalid_packets_change_nothing_and_are_counted() {
+    let (t, _clock) = table(16, None);
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    assert_eq!(
+        t.track(&tcp(c, s, F::ACK, 5, 5)).unwrap_err(),
+        TrackError::Invalid(Invalid::Tcp(TcpInvalid::NotSyn))
+    );
+    assert_eq!(t.stats().live, 0, "a mid-stream ACK creates nothing");
+    let syn = t.track(&tcp(c, s, F::SYN, 100, 0)).unwrap();
+    let before = syn.conn.last_used();
+    let forged = t.track(&tcp(s, c, F::RST | F::ACK, 0, 4242)).unwrap_err();
+    assert_eq!(
+        forged,
+        TrackError::Invalid(Invalid::Tcp(TcpInvalid::BadAck))
+    );
+    assert_eq!(syn.conn.state(), State::Tcp(TcpState::SynSent));
+    assert_eq!(syn.conn.last_used(), before);
+    let echo = Packet::icmp_echo_reply(c.ip(), s.ip(), 9).unwrap();
+    assert_eq!(
+        t.track(&echo).unwrap_err(),
+        TrackError::Invalid(Invalid::EchoReplyWithoutRequest)
+    );
+    assert_eq!(t.stats().invalid, 3);
+    assert!(matches!(
+        t.track_bytes(&[0x45, 0, 0]),
+        Err(TrackError::Malformed(ParseError::Truncated { .. }))
+    ));
+    assert_eq!(t.stats().live, 1);
+    t.audit().unwrap();
+}
+
+#[test]
+fn icmp_echo_is_tracked_by_identifier() {
+    let (t, _clock) = table(16, None);
+    let (a, b) = (addr(1, 0).ip(), addr(2, 0).ip());
+    let req = t
+        .track(&Packet::icmp_echo_request(a, b, 77).unwrap())
+        .unwrap();
+    let rep = t
+        .track(&Packet::icmp_echo_reply(b, a, 77).unwrap())
+        .unwrap();
+    assert!(Arc::ptr_eq(&req.conn, &rep.conn));
+    assert_eq!(rep.state, State::IcmpEcho(UdpState::Replied));
+    let other = t
+        .track(&Packet::icmp_echo_request(a, b, 78).unwrap())
+        .unwrap();
+    assert!(other.created);
+}
+
+#[test]
+fn a_new_syn_reopens_a_closed_connection_in_place() {
+    let (t, _clock) = table(16, None);
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    let conn = establish(&t, c, s);
+    t.track(&tcp(s, c, F::RST, 901, 0)).unwrap();
+    assert_eq!(conn.state(), State::Tcp(TcpState::Close));
+    assert!(
+        t.track(&tcp(c, s, F::ACK, 101, 901)).is_err(),
+        "a reset stays reset"
+    );
+    let again = t.track(&tcp(c, s, F::SYN, 5555, 0)).unwrap();
+    assert!(Arc::ptr_eq(&again.conn, &conn));
+    assert_eq!(
+        (again.state, again.assured),
+        (State::Tcp(TcpState::SynSent), false)
+    );
+}
+
+#[test]
+fn the_reaper_alone_fully_reaps_a_table_of_16_buckets() {
+    let clock = ManualClock::new();
+    let config = Config {
+        reaper: ReaperConfig {
+            min_interval: Duration::from_millis(1),
+            max_full_traversal: Duration::from_millis(128),
+            ..ReaperConfig::default()
+        },
+        ..Config::with_buckets(16)
+    };
+    let ct = ConnTrack::from_table(ConnTable::with_clock(config, clock.clone()).unwrap());
+    for p in 0..64 {
+        ct.track(&udp(addr(1, p), addr(2, 9))).unwrap();
+    }
+    assert_eq!(ct.stats().live, 64);
+    clock.advance(Duration::from_secs(31));
+    // Each pass walks at least one bucket: 16 passes after the clock moved walk them all.
+    let from = ct.reaper().passes();
+    ct.reaper().kick();
+    ct.reaper().wait_for_passes(from + 17);
+    assert_eq!(ct.stats().live, 0);
+    assert_eq!(ct.stats().reaped, 64);
+    assert_eq!(ct.audit().unwrap().tuples, 0);
+}
+
+#[test]
+fn dropping_conntrack_stops_and_joins_the_reaper() {
+    let ct = ConnTrack::new(Config::with_buckets(16)).unwrap();
+    ct.reaper().wait_for_passes(1);
+    let table = Arc::clone(ct.table());
+    assert_eq!(
+        Arc::strong_count(&table),
+        3,
+        "ours, ConnTrack's, the reaper thread's"
+    );
+    drop(ct);
+    assert_eq!(Arc::strong_count(&table), 1, "the reaper thread is gone");
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let clock = ManualClock::new();
+    for n in [0, 3, 100] {
+        assert_eq!(
+            ConnTable::with_clock(Config::with_buckets(n), clock.clone()).unwrap_err(),
+            ConfigError::BadBucketCount(n)
+        );
+    }
+    let zero = Config {
+        max_connections: Some(0),
+        ..Config::default()
+    };
+    assert_eq!(
+        ConnTable::with_clock(zero, clock).unwrap_err().to_string(),
+        "the maximum number of connections must be at least 1"
+    );
+    assert_eq!(
+        ConnTable::new(Config::default()).unwrap().max_connections(),
+        65536
+    );
+}
+
+#[test]
+fn a_connection_costs_well_under_256_bytes() {
+    // Arc header (2 words) + Conn, and two 16-byte bucket entries.
+    let per_conn = 16 + std::mem::size_of::<Conn>() + 2 * 16;
+    assert!(per_conn <= 200, "{per_conn} bytes");
+}

@@ -1,0 +1,164 @@
+//! Timeouts: how long a connection may stay idle in each state.
+//!
+//! A connection expires when the table's [`Clock`](crate::time::Clock) passes its last use
+//! plus the timeout of its current state (strictly: exactly at the deadline it is still
+//! alive, as in the seed's `now.Sub(lastUsed) > timeout`).
+
+use super::tcp::TcpState;
+use std::time::Duration;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Idle timeouts per state. [`Timeouts::linux`] is the default.
+///
+/// ```
+/// use refwatch::conntrack::{TcpState, Timeouts};
+/// use std::time::Duration;
+///
+/// assert_eq!(Timeouts::linux().tcp(TcpState::LastAck), Duration::from_secs(30));
+/// assert_eq!(Timeouts::seed().tcp(TcpState::FinWait), Duration::from_secs(5 * 24 * 3600));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP `syn-sent`.
+    pub tcp_syn_sent: Duration,
+    /// TCP `syn-recv`.
+    pub tcp_syn_recv: Duration,
+    /// TCP `established`.
+    pub tcp_established: Duration,
+    /// TCP `fin-wait`.
+    pub tcp_fin_wait: Duration,
+    /// TCP `close-wait`.
+    pub tcp_close_wait: Duration,
+    /// TCP `last-ack`.
+    pub tcp_last_ack: Duration,
+    /// TCP `time-wait`.
+    pub tcp_time_wait: Duration,
+    /// TCP `close` (after a RST).
+    pub tcp_close: Duration,
+    /// TCP `syn-sent2` (simultaneous open).
+    pub tcp_syn_sent2: Duration,
+    /// UDP, no reply seen yet.
+    pub udp_unreplied: Duration,
+    /// UDP, a reply was seen (assured).
+    pub udp_replied: Duration,
+    /// ICMP echo.
+    pub icmp: Duration,
+}
+
+impl Timeouts {
+    /// Linux's defaults (`nf_conntrack_tcp_timeout_*`, `nf_conntrack_udp_timeout*`,
+    /// `nf_conntrack_icmp_timeout`).
+    pub const fn linux() -> Timeouts {
+        Timeouts {
+            tcp_syn_sent: Duration::from_secs(120),
+            tcp_syn_recv: Duration::from_secs(60),
+            tcp_established: Duration::from_secs(5 * 24 * 60 * 60),
+            tcp_fin_wait: Duration::from_secs(120),
+            tcp_close_wait: Duration::from_secs(60),
+            tcp_last_ack: Duration::from_secs(30),
+            tcp_time_wait: Duration::from_secs(120),
+            tcp_close: Duration::from_secs(10),
+            tcp_syn_sent2: Duration::from_secs(120),
+            udp_unreplied: Duration::from_secs(30),
+            udp_replied: Duration::from_secs(120),
+            icmp: Duration::from_secs(30),
+        }
+    }
+
+    /// The seed's rule: 5 days while the tracker says `Alive`, 120 s otherwise. `Alive` covers
+    /// every state from the reply's SYN until both FINs are acknowledged, so only `syn-sent`,
+    /// `time-wait` and `close` get 120 s. (The seed tracks no UDP: Linux's values are used.)
+    pub const fn seed() -> Timeouts {
+        let alive = Duration::from_secs(5 * 24 * 60 * 60);
+        let other = Duration::from_secs(120);
+        Timeouts {
+            tcp_syn_sent: other,
+            tcp_syn_recv: alive,
+            tcp_established: alive,
+            tcp_fin_wait: alive,
+            tcp_close_wait: alive,
+            tcp_last_ack: alive,
+            tcp_time_wait: other,
+            tcp_close: other,
+            tcp_syn_sent2: alive,
+            ..Timeouts::linux()
+        }
+    }
+
+    /// The timeout of a TCP state.
+    pub fn tcp(&self, state: TcpState) -> Duration {
+        match state {
+            TcpState::SynSent => self.tcp_syn_sent,
+            TcpState::SynRecv => self.tcp_syn_recv,
+            TcpState::Established => self.tcp_established,
+            TcpState::FinWait => self.tcp_fin_wait,
+            TcpState::CloseWait => self.tcp_close_wait,
+            TcpState::LastAck => self.tcp_last_ack,
+            TcpState::TimeWait => self.tcp_time_wait,
+            TcpState::Close => self.tcp_close,
+            TcpState::SynSent2 => self.tcp_syn_sent2,
+        }
+    }
+
+    /// The longest timeout of the profile.
+    pub fn longest(&self) -> Duration {
+        [
+            self.tcp_syn_sent,
+            self.tcp_syn_recv,
+            self.tcp_established,
+            self.tcp_fin_wait,
+            self.tcp_close_wait,
+            self.tcp_last_ack,
+            self.tcp_time_wait,
+            self.tcp_close,
+            self.tcp_syn_sent2,
+            self.udp_unreplied,
+            self.udp_replied,
+            self.icmp,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(SECOND)
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::linux()
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    #[test]
+    fn linux_values_match_the_kernel_defaults() {
+        let t = Timeouts::linux();
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(t.tcp(TcpState::SynSent), secs(120));
+        assert_eq!(t.tcp(TcpState::SynRecv), secs(60));
+        assert_eq!(t.tcp(TcpState::Established), 5 * DAY);
+        assert_eq!(t.tcp(TcpState::FinWait), secs(120));
+        assert_eq!(t.tcp(TcpState::CloseWait), secs(60));
+        assert_eq!(t.tcp(TcpState::LastAck), secs(30));
+        assert_eq!(t.tcp(TcpState::TimeWait), secs(120));
+        assert_eq!(t.tcp(TcpState::Close), secs(10));
+        assert_eq!(t.tcp(TcpState::SynSent2), secs(120));
+        assert_eq!((t.udp_unreplied, t.udp_replied), (secs(30), secs(120)));
+        assert_eq!(t.longest(), 5 * DAY);
+    }
+
+    #[test]
+    fn seed_profile_is_five_days_while_alive() {
+        let t = Timeouts::seed();
+        assert_eq!(t.tcp(TcpState::Established), 5 * DAY);
+        assert_eq!(t.tcp(TcpState::LastAck), 5 * DAY);
+        assert_eq!(t.tcp(TcpState::SynSent), 120 * SECOND);
+        assert_eq!(t.tcp(TcpState::TimeWait), 120 * SECOND);
+        assert_eq!(t.tcp(TcpState::Close), 120 * SECOND);
+    }
+}
