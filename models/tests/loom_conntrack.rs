@@ -73,39 +73,52 @@ fn reaper_lookup_and_insert_keep_lock_order() {
     let c = flow(N, 3, 1, 1); // looked up: reply in a lower bucket
     let e = flow(N, 2, 0, 2); // expired, met only by the reaper
     let d = flow(N, 1, 3, 3); // inserted: same two buckets as `c`, the other way round
-    loom_model("reaper_lookup_and_insert_keep_lock_order", BOUND, move || {
-        let (table, clock) = table(N);
-        let old_c = table.track(&udp(c.0, c.1)).unwrap().conn;
-        table.track(&udp(e.0, e.1)).unwrap();
-        clock.advance(EXPIRE);
+    loom_model(
+        "reaper_lookup_and_insert_keep_lock_order",
+        BOUND,
+        move || {
+            let (table, clock) = table(N);
+            let old_c = table.track(&udp(c.0, c.1)).unwrap().conn;
+            table.track(&udp(e.0, e.1)).unwrap();
+            clock.advance(EXPIRE);
 
-        let reaper = {
-            let table = Arc::clone(&table);
-            thread::spawn(move || {
-                let (mut start, mut interval) = (0, Duration::from_millis(10));
-                for _ in 0..N {
-                    (start, interval) = table.reap_unused(start, interval);
-                }
-            })
-        };
-        let inserter = {
-            let table = Arc::clone(&table);
-            thread::spawn(move || table.track(&udp(d.0, d.1)).unwrap())
-        };
-        let now = clock.now();
-        let got = table.track(&udp(c.0, c.1)).unwrap();
-        assert!(!got.conn.expired_at(now), "track returned an expired connection");
-        assert!(got.created && !Arc::ptr_eq(&got.conn, &old_c), "the expired connection came back");
-        let inserted = inserter.join().unwrap();
-        assert!(inserted.created);
-        reaper.join().unwrap();
+            let reaper = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    let (mut start, mut interval) = (0, Duration::from_millis(10));
+                    for _ in 0..N {
+                        (start, interval) = table.reap_unused(start, interval);
+                    }
+                })
+            };
+            let inserter = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(d.0, d.1)).unwrap())
+            };
+            let now = clock.now();
+            let got = table.track(&udp(c.0, c.1)).unwrap();
+            assert!(
+                !got.conn.expired_at(now),
+                "track returned an expired connection"
+            );
+            assert!(
+                got.created && !Arc::ptr_eq(&got.conn, &old_c),
+                "the expired connection came back"
+            );
+            let inserted = inserter.join().unwrap();
+            assert!(inserted.created);
+            reaper.join().unwrap();
 
-        let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(audit.expired, 0, "an expired connection outlived a full reaper walk");
-        assert_eq!((audit.connections, audit.tuples), (2, 4));
-        let stats = table.stats();
-        assert_eq!((stats.created, stats.reaped, stats.live), (4, 2, 2));
-    });
+            let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                audit.expired, 0,
+                "an expired connection outlived a full reaper walk"
+            );
+            assert_eq!((audit.connections, audit.tuples), (2, 4));
+            let stats = table.stats();
+            assert_eq!((stats.created, stats.reaped, stats.live), (4, 2, 2));
+        },
+    );
 }
 
 /// Two packet paths track the same new flow at once: exactly one connection results (one
@@ -129,9 +142,18 @@ fn same_flow_racing_over_an_expired_conn_yields_one_fresh_conn() {
             };
             let mine = table.track(&udp(c.0, c.1)).unwrap();
             let theirs = other.join().unwrap();
-            assert!(Arc::ptr_eq(&mine.conn, &theirs.conn), "two connections for one flow");
-            assert!(!Arc::ptr_eq(&mine.conn, &old), "the expired connection came back");
-            assert!(mine.created ^ theirs.created, "exactly one call creates the connection");
+            assert!(
+                Arc::ptr_eq(&mine.conn, &theirs.conn),
+                "two connections for one flow"
+            );
+            assert!(
+                !Arc::ptr_eq(&mine.conn, &old),
+                "the expired connection came back"
+            );
+            assert!(
+                mine.created ^ theirs.created,
+                "exactly one call creates the connection"
+            );
             let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((audit.connections, audit.tuples, audit.expired), (1, 2, 0));
             assert_eq!(table.stats().reaped, 1);
@@ -155,12 +177,18 @@ fn insert_races_insert_of_the_reverse_flow() {
         };
         let mine = table.track(&udp(f.0, f.1)).unwrap();
         let theirs = other.join().unwrap();
-        assert!(Arc::ptr_eq(&mine.conn, &theirs.conn), "two connections for one flow");
+        assert!(
+            Arc::ptr_eq(&mine.conn, &theirs.conn),
+            "two connections for one flow"
+        );
         assert!(mine.created ^ theirs.created);
         assert_ne!(mine.dir, theirs.dir);
         let creator = if mine.created { &mine } else { &theirs };
         assert_eq!(creator.dir, Direction::Original);
-        assert!(mine.conn.assured(), "the second packet is a reply: the flow is assured");
+        assert!(
+            mine.conn.assured(),
+            "the second packet is a reply: the flow is assured"
+        );
         let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((audit.connections, audit.tuples), (1, 2));
     });
@@ -178,6 +206,10 @@ fn reaper_thread_stops_and_joins_on_drop() {
         let shared = Arc::clone(ct.table());
         ct.reaper().kick();
         drop(ct);
-        assert_eq!(Arc::strong_count(&shared), 1, "the reaper thread still holds the table");
+        assert_eq!(
+            Arc::strong_count(&shared),
+            1,
+            "the reaper thread still holds the table"
+        );
     });
 }

@@ -14,8 +14,10 @@ use std::ops::Deref;
 struct ReaperState {
     /// Set once, by `Drop`: the thread exits at its next check.
     stop: bool,
-    /// A pass was asked for (`Reaper::kick`); cleared when one starts.
-    kicked: bool,
+    /// Passes asked for ([`Reaper::kick`], [`Reaper::reap_now`]), a ticket counter.
+    requested: u64,
+    /// Every request up to this ticket was served by a pass that started after it.
+    served: u64,
     /// Passes completed.
     passes: u64,
 }
@@ -65,10 +67,26 @@ impl Reaper {
         }
     }
 
-    /// Asks for a pass now instead of at the end of the current interval.
+    /// Asks for a pass now instead of at the end of the current interval; returns at once.
     pub fn kick(&self) {
-        self.shared.state.lock().kicked = true;
+        self.request();
+    }
+
+    fn request(&self) -> u64 {
+        let mut state = self.shared.state.lock();
+        state.requested += 1;
         self.shared.wake.notify_all();
+        state.requested
+    }
+
+    /// Asks for a pass and blocks until a pass that started after the request has finished
+    /// (or the reaper was stopped).
+    pub fn reap_now(&self) {
+        let ticket = self.request();
+        let mut state = self.shared.state.lock();
+        while state.served < ticket && !state.stop {
+            state = self.shared.wake.wait(state);
+        }
     }
 
     /// Passes completed so far.
@@ -90,19 +108,22 @@ fn run<C: Clock, S: BuildHasher>(table: &ConnTable<C, S>, shared: &Shared) {
     let mut start = 0;
     let mut interval = table.config().reaper.min_interval;
     loop {
+        // Every request made so far is served by the pass about to start.
+        let serving = shared.state.lock().requested;
         (start, interval) = table.reap_unused(start, interval);
         let mut state = shared.state.lock();
         state.passes += 1;
+        state.served = serving;
         shared.wake.notify_all();
-        // Wait out the interval unless kicked or stopped. Spurious wake-ups only make a pass
-        // come early; under the model checkers the wait returns only when notified.
-        if !state.stop && !state.kicked {
+        // Wait out the interval unless a pass was asked for or we are stopped. Spurious
+        // wake-ups only make a pass come early; under the model checkers the wait returns
+        // only when notified.
+        if !state.stop && state.requested == state.served {
             state = shared.wake.wait_timeout(state, interval).0;
         }
         if state.stop {
             return;
         }
-        state.kicked = false;
     }
 }
 

@@ -764,6 +764,11 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         (next, interval.min(rc.max_interval()))
     }
 
+    /// Connections in the table now (one atomic load; [`stats`](ConnTable::stats) has the rest).
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
     /// The counters. Locks each bucket in turn (one at a time): exact when the table is
     /// quiescent, a close estimate otherwise.
     pub fn stats(&self) -> Stats {
