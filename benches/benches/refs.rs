@@ -1,1 +1,164 @@
-fn main() {}
+//! refwatch's reference counters against the designs they replace, side by side.
+//!
+//! Every group holds both counters and their `std::sync::Arc` baseline, so that criterion
+//! measures them in the same run, under the same machine load, and BENCHMARKS.md can report
+//! ratios rather than absolute times:
+//!
+//! - `inc_dec`: `inc_ref` + `dec_ref` against `Arc` clone + drop.
+//! - `try_inc_dec_uncontended`: `try_inc_ref` + `dec_ref` against `Weak::upgrade` + drop
+//!   (a load and a compare-and-swap loop), with `Arc` clone + drop for reference.
+//! - `try_inc_dec_contended_2t`: the same four, while a second thread does the same
+//!   operation on the same object in a loop (see `refwatch_benches::with_helper`).
+//! - `handle_create_destroy`: a `Counted` handle built and dropped with a registry instance
+//!   in `LeakMode::Off` and in `LeakMode::Warn`, for both counters.
+//!
+//! Every benchmarked object holds one reference for the whole run, so no operation here ever
+//! destroys it (`unexpected_destroy` panics if one does).
+//!
+//! Run: `cargo bench -p refwatch-benches --bench refs -- --warm-up-time 1 --measurement-time 3`.
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use refwatch::handle::Counted;
+use refwatch::leak::{LeakMode, Registry};
+use refwatch::refs::{RefCounter, Refs, StickyRefs};
+use refwatch_benches::{unexpected_destroy, with_helper, Padded};
+use std::hint::black_box;
+use std::sync::{Arc, Weak};
+
+/// The type the counters count (it only names the object in panic messages).
+struct Object;
+
+/// The payload of the `Arc` baselines and of the handles.
+type Payload = u64;
+
+// ---------------------------------------------------------------------------------------------
+// The operations, one round trip each
+// ---------------------------------------------------------------------------------------------
+
+#[inline(always)]
+fn inc_dec<C: RefCounter>(counter: &C) {
+    let counter = black_box(counter);
+    counter.inc_ref();
+    counter.dec_ref(unexpected_destroy);
+}
+
+#[inline(always)]
+fn try_inc_dec<C: RefCounter>(counter: &C) {
+    let counter = black_box(counter);
+    if counter.try_inc_ref(unexpected_destroy) {
+        counter.dec_ref(unexpected_destroy);
+    } else {
+        unexpected_destroy();
+    }
+}
+
+#[inline(always)]
+fn arc_clone_drop(arc: &Arc<Payload>) {
+    drop(black_box(Arc::clone(black_box(arc))));
+}
+
+#[inline(always)]
+fn weak_upgrade_drop(weak: &Weak<Payload>) {
+    drop(black_box(black_box(weak).upgrade()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------------------------
+
+fn bench_inc_dec(c: &mut Criterion) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+
+    let mut group = c.benchmark_group("inc_dec");
+    group.bench_function("Refs", |b| b.iter(|| inc_dec(&*refs)));
+    group.bench_function("StickyRefs", |b| b.iter(|| inc_dec(&*sticky)));
+    group.bench_function("Arc_clone_drop", |b| b.iter(|| arc_clone_drop(&arc)));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+fn bench_try_inc_dec_uncontended(c: &mut Criterion) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let mut group = c.benchmark_group("try_inc_dec_uncontended");
+    group.bench_function("Refs", |b| b.iter(|| try_inc_dec(&*refs)));
+    group.bench_function("StickyRefs", |b| b.iter(|| try_inc_dec(&*sticky)));
+    group.bench_function("Weak_upgrade_drop", |b| b.iter(|| weak_upgrade_drop(&weak)));
+    group.bench_function("Arc_clone_drop", |b| b.iter(|| arc_clone_drop(&arc)));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+/// Benchmarks `op` on this thread while a helper thread, spawned once for this benchmark,
+/// does `op` on the same object in a loop; prints how much the two overlapped.
+fn contended<Op: Fn() + Sync>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, op: Op) {
+    let ((), stats) = with_helper(&op, |probe| {
+        group.bench_function(name, |b| b.iter_custom(|iters| probe.time(iters, &op)));
+    });
+    eprintln!("try_inc_dec_contended_2t/{name}: {stats}");
+}
+
+fn bench_try_inc_dec_contended(c: &mut Criterion) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let mut group = c.benchmark_group("try_inc_dec_contended_2t");
+    contended(&mut group, "Refs", || try_inc_dec(&*refs));
+    contended(&mut group, "StickyRefs", || try_inc_dec(&*sticky));
+    contended(&mut group, "Weak_upgrade_drop", || weak_upgrade_drop(&weak));
+    contended(&mut group, "Arc_clone_drop", || arc_clone_drop(&arc));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+fn create_destroy<C: RefCounter + 'static>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    counter: &str,
+    mode: LeakMode,
+) {
+    let registry = refwatch::sync::Arc::new(Registry::new(mode));
+    group.bench_function(format!("{counter}_leak_{mode}"), |b| {
+        b.iter(|| {
+            let handle = Counted::<Payload, C>::builder(black_box(7))
+                .registry(&registry)
+                .build();
+            drop(black_box(handle));
+        })
+    });
+    assert_eq!(registry.live_count(), 0, "every handle left the registry");
+}
+
+fn bench_handle_create_destroy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handle_create_destroy");
+    for mode in [LeakMode::Off, LeakMode::Warn] {
+        create_destroy::<Refs<Payload>>(&mut group, "Refs", mode);
+        create_destroy::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_inc_dec,
+    bench_try_inc_dec_uncontended,
+    bench_try_inc_dec_contended,
+    bench_handle_create_destroy
+);
+criterion_main!(benches);

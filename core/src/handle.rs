@@ -45,7 +45,9 @@ struct Inner<T, C> {
     refs: C,
     /// Written once, by `destroy`; read through `Counted::deref` only while a reference is held.
     payload: UnsafeCell<ManuallyDrop<Payload<T>>>,
-    /// Where the object registered, if leak checking was on when it was made.
+    /// Where the object registered, if leak checking was on when it was made. Decided by one
+    /// reading of the mode: the seed re-reads it at unregistration, so a mode change in
+    /// between loses or double-removes the entry (mutant `registry_mode_reread`).
     registry: Option<Arc<Registry>>,
     /// Whether every reference event is logged.
     log: bool,
@@ -163,7 +165,8 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
             log,
         });
         if let Some(registry) = &inner.registry {
-            registry.register(Registered(Arc::clone(&inner)));
+            // One reading of the mode decides both registration and unregistration.
+            registry.register_always(Registered(Arc::clone(&inner)));
         }
         Counted { inner }
     }

@@ -289,6 +289,21 @@ impl Registry {
         if !self.enabled() {
             return false;
         }
+        self.register_always(obj);
+        true
+    }
+
+    /// Adds `obj` to the live set whatever the mode.
+    ///
+    /// For callers that read the mode once ([`enabled`](Self::enabled)) and must act on that
+    /// one reading: checking the mode again here could disagree with the first reading if
+    /// another thread changed it in between, and the object would later be unregistered
+    /// without having been registered (the model `registry_consistent_under_concurrent_create_destroy`
+    /// found exactly that in the RAII handle).
+    ///
+    /// # Panics
+    /// When an object with the same id is already registered.
+    pub fn register_always(&self, obj: impl CheckedObject + 'static) {
         let (id, ty) = (obj.id(), obj.ref_type());
         let log = self.logs_refs_of(ty);
         {
@@ -302,7 +317,6 @@ impl Registry {
         if log {
             log_event(ty, id, RefEvent::Registered, 1);
         }
-        true
     }
 
     /// Removes the object `id` from the live set (whatever the mode: an object registered
