@@ -20,6 +20,7 @@ compile_error!("refwatch: `--cfg loom` and `--cfg shuttle` are mutually exclusiv
 
 pub(crate) use self::backend::lazy_static;
 pub use self::backend::{atomic, thread, Arc, Track};
+use std::marker::PhantomData;
 
 /// Mutual exclusion without poisoning.
 #[derive(Debug, Default)]
@@ -94,18 +95,27 @@ pub fn spin_loop() {
 ///
 /// The API is loom's: access goes through [`with`](UnsafeCell::with) and
 /// [`with_mut`](UnsafeCell::with_mut), and the raw pointer must not escape the closure.
+///
+/// Like `core::cell::UnsafeCell`, it is `Send` but never `Sync`, on every backend: a type that
+/// shares one across threads says why that is sound with an `unsafe impl Sync`.
 #[derive(Debug)]
-pub struct UnsafeCell<T: ?Sized>(backend::UnsafeCell<T>);
+pub struct UnsafeCell<T: ?Sized> {
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+    cell: backend::UnsafeCell<T>,
+}
 
 impl<T> UnsafeCell<T> {
     /// A new cell holding `value`.
     pub fn new(value: T) -> Self {
-        UnsafeCell(backend::UnsafeCell::new(value))
+        UnsafeCell {
+            _not_sync: PhantomData,
+            cell: backend::UnsafeCell::new(value),
+        }
     }
 
     /// Consumes the cell and returns its value.
     pub fn into_inner(self) -> T {
-        self.0.into_inner()
+        self.cell.into_inner()
     }
 }
 
@@ -113,13 +123,13 @@ impl<T: ?Sized> UnsafeCell<T> {
     /// Runs `f` with a shared pointer to the value. Under loom, a concurrent `with_mut` that
     /// is not ordered with this call fails the model.
     pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        self.0.with(f)
+        self.cell.with(f)
     }
 
     /// Runs `f` with an exclusive pointer to the value. Under loom, any concurrent access
     /// that is not ordered with this call fails the model.
     pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        self.0.with_mut(f)
+        self.cell.with_mut(f)
     }
 }
 

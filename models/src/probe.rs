@@ -22,6 +22,12 @@ pub struct Probe<C> {
     seen: [AtomicUsize; CELLS],
 }
 
+// SAFETY: the cells are the only non-`Sync` fields. Each holder writes only its own cell,
+// and only while it holds a reference; the destructor reads them once, after the last
+// reference is gone. Whether those accesses are ordered is exactly what the loom model
+// `dec_publishes_writes_to_destructor_*` checks (and loom fails it when they are not).
+unsafe impl<C: Sync> Sync for Probe<C> {}
+
 impl<C: RefCounter> Probe<C> {
     /// A live object with one reference.
     pub fn new() -> Self {

@@ -97,7 +97,10 @@ mod tests {
     fn nested_calls_restore_the_outer_flag() {
         let inner = catch_panic(|| {
             let r = catch_panic(|| -> () { panic!("inner") });
-            assert!(EXPECTING_PANIC.with(Cell::get), "still inside the outer call");
+            assert!(
+                EXPECTING_PANIC.with(Cell::get),
+                "still inside the outer call"
+            );
             r
         });
         assert_eq!(inner, Ok(Err("inner".to_owned())));

@@ -306,9 +306,7 @@ struct HandleModel {
 
 impl HandleModel {
     fn live_registered(&self) -> impl Iterator<Item = &ObjectModel> {
-        self.objects
-            .iter()
-            .filter(|o| o.registered && !o.destroyed)
+        self.objects.iter().filter(|o| o.registered && !o.destroyed)
     }
 }
 
@@ -426,6 +424,18 @@ struct HandleSut<C: RefCounter> {
     callbacks: Vec<std::sync::Arc<AtomicUsize>>,
 }
 
+impl<C: RefCounter> Drop for HandleSut<C> {
+    fn drop(&mut self) {
+        // A failed check unwinds through here. With a broken counter, dropping the handles
+        // could panic again (an extra `dec_ref`) and abort the run before proptest can shrink
+        // and report the case: leak them instead.
+        if std::thread::panicking() {
+            std::mem::forget(std::mem::take(&mut self.strong));
+            std::mem::forget(std::mem::take(&mut self.weak));
+        }
+    }
+}
+
 struct HandleTest<C>(PhantomData<C>);
 
 impl<C: RefCounter + 'static> HandleTest<C> {
@@ -514,11 +524,10 @@ impl<C: RefCounter + 'static> StateMachineTest for HandleTest<C> {
                 sut.weak.push(w);
             }
             HandleOp::DropWeak(i) => drop(sut.weak.remove(i)),
-            HandleOp::SetChecking(on) => sut.registry.set_mode(if on {
-                LeakMode::Warn
-            } else {
-                LeakMode::Off
-            }),
+            HandleOp::SetChecking(on) => {
+                sut.registry
+                    .set_mode(if on { LeakMode::Warn } else { LeakMode::Off })
+            }
         }
         sut
     }
@@ -558,7 +567,11 @@ impl<C: RefCounter + 'static> StateMachineTest for HandleTest<C> {
 
         // The registry holds exactly the live objects made while checking was on.
         let expect_live = model.live_registered().count();
-        assert_eq!(sut.registry.live_count(), expect_live, "registry live_count");
+        assert_eq!(
+            sut.registry.live_count(),
+            expect_live,
+            "registry live_count"
+        );
         let report = sut.registry.report();
         assert_eq!(report.total, expect_live, "leak report total");
         assert_eq!(
@@ -580,9 +593,15 @@ impl<C: RefCounter + 'static> StateMachineTest for HandleTest<C> {
     fn teardown(mut sut: HandleSut<C>, model: HandleModel) {
         // Dropping every handle destroys every object exactly once and empties the registry,
         // whatever its mode now.
-        sut.strong.clear();
+        while let Some(h) = sut.strong.pop() {
+            drop(h);
+        }
         for (o, drops) in sut.drops.iter().enumerate() {
-            assert_eq!(drops.load(Ordering::SeqCst), 1, "object {o}: teardown drops");
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "object {o}: teardown drops"
+            );
             let expect_called = usize::from(model.objects[o].callback);
             assert_eq!(sut.callbacks[o].load(Ordering::SeqCst), expect_called);
         }

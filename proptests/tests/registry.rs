@@ -293,7 +293,11 @@ impl StateMachineTest for RegistryTest {
         assert_eq!(r.live_count(), model.live.len(), "live_count");
         for slot in 0..IDS {
             let id = id_of(slot);
-            assert_eq!(r.contains(id), model.live.contains_key(&id), "contains({id:#x})");
+            assert_eq!(
+                r.contains(id),
+                model.live.contains_key(&id),
+                "contains({id:#x})"
+            );
         }
         assert_eq!(r.report(), model.report(), "report()");
         assert_eq!(
@@ -314,7 +318,11 @@ impl StateMachineTest for RegistryTest {
         }
         assert_eq!(registry.live_count(), 0);
         assert!(registry.report().is_empty());
-        assert_eq!(instances.load(Ordering::SeqCst), 0, "released on unregister");
+        assert_eq!(
+            instances.load(Ordering::SeqCst),
+            0,
+            "released on unregister"
+        );
     }
 }
 
