@@ -15,16 +15,57 @@
 //! Every benchmarked object holds one reference for the whole run, so no operation here ever
 //! destroys it (`unexpected_destroy` panics if one does).
 //!
+//! Times are the measured thread's CPU time by default (the machines are shared: see
+//! `refwatch_benches::Clock`); `REFWATCH_BENCH_CLOCK=wall` switches to wall-clock time.
+//!
 //! Run: `cargo bench -p refwatch-benches --bench refs -- --warm-up-time 1 --measurement-time 3`.
 
-use criterion::measurement::WallTime;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
-use refwatch_benches::{unexpected_destroy, with_helper, Padded};
+use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
 use std::hint::black_box;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// criterion's measurement through [`Clock`]: thread CPU time or wall time, in nanoseconds.
+struct BenchClock(Clock);
+
+impl Measurement for BenchClock {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        self.0.now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        self.0.now() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Durations in nanoseconds, shown exactly as criterion shows wall time.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+type Group<'a> = BenchmarkGroup<'a, BenchClock>;
+
+fn config() -> Criterion<BenchClock> {
+    let clock = Clock::from_env();
+    eprintln!("refwatch benches: timing with {clock}");
+    Criterion::default().with_measurement(BenchClock(clock))
+}
 
 /// The type the counters count (it only names the object in panic messages).
 struct Object;
@@ -67,7 +108,7 @@ fn weak_upgrade_drop(weak: &Weak<Payload>) {
 // Groups
 // ---------------------------------------------------------------------------------------------
 
-fn bench_inc_dec(c: &mut Criterion) {
+fn bench_inc_dec(c: &mut Criterion<BenchClock>) {
     let refs = Padded(Refs::<Object>::new());
     let sticky = Padded(StickyRefs::<Object>::new());
     let arc = Arc::new(Payload::default());
@@ -83,7 +124,7 @@ fn bench_inc_dec(c: &mut Criterion) {
     assert_eq!(Arc::strong_count(&arc), 1);
 }
 
-fn bench_try_inc_dec_uncontended(c: &mut Criterion) {
+fn bench_try_inc_dec_uncontended(c: &mut Criterion<BenchClock>) {
     let refs = Padded(Refs::<Object>::new());
     let sticky = Padded(StickyRefs::<Object>::new());
     let arc = Arc::new(Payload::default());
@@ -103,24 +144,27 @@ fn bench_try_inc_dec_uncontended(c: &mut Criterion) {
 
 /// Benchmarks `op` on this thread while a helper thread, spawned once for this benchmark,
 /// does `op` on the same object in a loop; prints how much the two overlapped.
-fn contended<Op: Fn() + Sync>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, op: Op) {
-    let ((), stats) = with_helper(&op, |probe| {
+fn contended<Op: Fn() + Sync>(group: &mut Group<'_>, clock: Clock, name: &str, op: Op) {
+    let ((), stats) = with_helper(clock, &op, |probe| {
         group.bench_function(name, |b| b.iter_custom(|iters| probe.time(iters, &op)));
     });
     eprintln!("try_inc_dec_contended_2t/{name}: {stats}");
 }
 
-fn bench_try_inc_dec_contended(c: &mut Criterion) {
+fn bench_try_inc_dec_contended(c: &mut Criterion<BenchClock>) {
     let refs = Padded(Refs::<Object>::new());
     let sticky = Padded(StickyRefs::<Object>::new());
     let arc = Arc::new(Payload::default());
     let weak = Arc::downgrade(&arc);
 
+    let clock = Clock::from_env();
     let mut group = c.benchmark_group("try_inc_dec_contended_2t");
-    contended(&mut group, "Refs", || try_inc_dec(&*refs));
-    contended(&mut group, "StickyRefs", || try_inc_dec(&*sticky));
-    contended(&mut group, "Weak_upgrade_drop", || weak_upgrade_drop(&weak));
-    contended(&mut group, "Arc_clone_drop", || arc_clone_drop(&arc));
+    contended(&mut group, clock, "Refs", || try_inc_dec(&*refs));
+    contended(&mut group, clock, "StickyRefs", || try_inc_dec(&*sticky));
+    contended(&mut group, clock, "Weak_upgrade_drop", || {
+        weak_upgrade_drop(&weak)
+    });
+    contended(&mut group, clock, "Arc_clone_drop", || arc_clone_drop(&arc));
     group.finish();
 
     assert_eq!(refs.read_refs(), 1);
@@ -128,11 +172,7 @@ fn bench_try_inc_dec_contended(c: &mut Criterion) {
     assert_eq!(Arc::strong_count(&arc), 1);
 }
 
-fn create_destroy<C: RefCounter + 'static>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    counter: &str,
-    mode: LeakMode,
-) {
+fn create_destroy<C: RefCounter + 'static>(group: &mut Group<'_>, counter: &str, mode: LeakMode) {
     let registry = refwatch::sync::Arc::new(Registry::new(mode));
     group.bench_function(format!("{counter}_leak_{mode}"), |b| {
         b.iter(|| {
@@ -145,7 +185,7 @@ fn create_destroy<C: RefCounter + 'static>(
     assert_eq!(registry.live_count(), 0, "every handle left the registry");
 }
 
-fn bench_handle_create_destroy(c: &mut Criterion) {
+fn bench_handle_create_destroy(c: &mut Criterion<BenchClock>) {
     let mut group = c.benchmark_group("handle_create_destroy");
     for mode in [LeakMode::Off, LeakMode::Warn] {
         create_destroy::<Refs<Payload>>(&mut group, "Refs", mode);
@@ -154,11 +194,12 @@ fn bench_handle_create_destroy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_inc_dec,
-    bench_try_inc_dec_uncontended,
-    bench_try_inc_dec_contended,
-    bench_handle_create_destroy
-);
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_inc_dec,
+        bench_try_inc_dec_uncontended,
+        bench_try_inc_dec_contended,
+        bench_handle_create_destroy
+}
 criterion_main!(benches);

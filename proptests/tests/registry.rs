@@ -14,7 +14,7 @@ use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use refwatch::leak::{CheckedObject, LeakMode, LeakReport, Registry};
 use refwatch_proptests::catch_panic;
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -159,11 +159,11 @@ impl ReferenceStateMachine for RegistryMachine {
                 let (id, ty) = (id_of(slot), TYPES[ty]);
                 if m.mode == LeakMode::Off {
                     Outcome::Registered(false)
-                } else if m.live.contains_key(&id) {
-                    Outcome::Panicked(vec![ty.to_owned(), "registered twice".to_owned()])
-                } else {
-                    m.live.insert(id, ty);
+                } else if let Entry::Vacant(vacant) = m.live.entry(id) {
+                    vacant.insert(ty);
                     Outcome::Registered(true)
+                } else {
+                    Outcome::Panicked(vec![ty.to_owned(), "registered twice".to_owned()])
                 }
             }
             RegOp::Unregister { slot, ty } => {

@@ -105,9 +105,10 @@ impl Build {
         }
         let out = exec::run(cmd, None, echo)?;
         if !out.success() {
+            // Not the combined tail: cargo's stdout is JSON; its diagnostics are on stderr.
             return Err(format!(
                 "building the {checker} models failed (cargo test --no-run):\n{}",
-                out.tail_text()
+                out.stderr_tail.join("\n")
             )
             .into());
         }

@@ -19,6 +19,8 @@ pub struct Captured {
     pub stdout: Vec<String>,
     /// The last [`TAIL_LINES`] lines of stdout and stderr, in the order they arrived.
     pub tail: Vec<String>,
+    /// The last [`TAIL_LINES`] lines of stderr alone.
+    pub stderr_tail: Vec<String>,
     /// Wall-clock time from spawn to exit.
     pub elapsed: Duration,
 }
@@ -67,16 +69,17 @@ pub fn run(mut cmd: Command, limit: Option<Duration>, echo_stderr: bool) -> io::
 
     let mut stdout = Vec::new();
     let mut tail = VecDeque::with_capacity(TAIL_LINES + 1);
+    let mut stderr_tail = VecDeque::with_capacity(TAIL_LINES + 1);
     let mut keep = |stream: Stream, line: String| {
-        if echo_stderr && matches!(stream, Stream::Err) {
-            eprintln!("{line}");
-        }
-        tail.push_back(line.clone());
-        if tail.len() > TAIL_LINES {
-            tail.pop_front();
-        }
-        if matches!(stream, Stream::Out) {
-            stdout.push(line);
+        push_bounded(&mut tail, line.clone());
+        match stream {
+            Stream::Out => stdout.push(line),
+            Stream::Err => {
+                if echo_stderr {
+                    eprintln!("{line}");
+                }
+                push_bounded(&mut stderr_tail, line);
+            }
         }
     };
 
@@ -122,8 +125,16 @@ pub fn run(mut cmd: Command, limit: Option<Duration>, echo_stderr: bool) -> io::
         status,
         stdout,
         tail: tail.into(),
+        stderr_tail: stderr_tail.into(),
         elapsed: start.elapsed(),
     })
+}
+
+fn push_bounded(lines: &mut VecDeque<String>, line: String) {
+    lines.push_back(line);
+    if lines.len() > TAIL_LINES {
+        lines.pop_front();
+    }
 }
 
 /// Sends each line of `pipe` on `tx` from a thread of its own, so that neither pipe can fill up
@@ -163,6 +174,7 @@ mod tests {
         let out = run(sh("echo a; echo b >&2; echo c; exit 3"), None, false).unwrap();
         assert_eq!(out.stdout, ["a", "c"]);
         assert_eq!(out.tail.len(), 3);
+        assert_eq!(out.stderr_tail, ["b"]);
         assert_eq!(out.status.and_then(|s| s.code()), Some(3));
         assert!(!out.success() && !out.timed_out());
     }

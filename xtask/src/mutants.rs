@@ -150,7 +150,10 @@ pub fn run_all(root: &Path, options: &Options) -> Result<Vec<MutantResult>> {
         let outcome = scratch.check(&header, &patch, options)?;
         let seconds = start.elapsed().as_secs_f64();
         match &outcome {
-            Outcome::Error(e) => eprintln!("ERROR ({seconds:.1} s)\n{e}"),
+            Outcome::Error(e) => {
+                let first = e.lines().next().unwrap_or_default();
+                eprintln!("ERROR ({seconds:.1} s): {first}");
+            }
             other => eprintln!("{} ({seconds:.1} s)", other.label()),
         }
         results.push(MutantResult {

@@ -242,6 +242,7 @@ mod tests {
             bound,
             iterations: bound.map(|_| 5402),
             tail: if passed { vec![] } else { vec!["boom".into()] },
+            report_lines: usize::from(bound.is_some()),
         }
     }
 
