@@ -365,7 +365,9 @@ impl Registry {
 
     /// The leak check: call it when nothing should be alive. Returns the report and logs
     /// each leak as a warning through `tracing`; in [`LeakMode::Panic`], panics with the
-    /// report when anything leaked. With checking off, the report is empty.
+    /// report when anything leaked. Objects registered before checking was turned off are still
+    /// reported (and still unregistered when destroyed); with checking never on, the report
+    /// is empty.
     pub fn check(&self) -> LeakReport {
         let mode = self.mode();
         let report = self.report();

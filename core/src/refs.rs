@@ -200,9 +200,15 @@ impl<T: ?Sized> RefCounter for Refs<T> {
             );
         }
         if real == 0 {
-            // No reference was held: the object is dead or dying. Taking the increment back
-            // could leave the word at zero with the claim already lost to us, so the object is
-            // leaked (the leak registry will say so) rather than risk destroying it twice.
+            // No reference was held: the object is dead or dying. On a dead word, take the
+            // increment back (the marker keeps the word from ever reaching zero again, so no
+            // second claim is possible) lest a later try see a real reference and revive it.
+            // On a dying word, taking it back could leave the word at zero with the claim
+            // already lost to us, so the object is leaked (the leak registry will say so)
+            // rather than risk destroying it twice.
+            if old & REFS_DEAD != 0 {
+                self.word.fetch_sub(1, Ordering::Relaxed);
+            }
             panic!(
                 "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
                 type_name::<T>()
@@ -229,7 +235,7 @@ impl<T: ?Sized> RefCounter for Refs<T> {
     fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool {
         // Acquire: a reviver sees what the last holder wrote before its decrement.
         let old = self.word.fetch_add(SPECULATIVE, Ordering::Acquire);
-        if old & REAL_MASK == 0 {
+        if old & REAL_MASK == 0 || old & REFS_DEAD != 0 {
             // Dying or dead. Back out; if that leaves the word at zero, this call is the last
             // one out and must claim destruction (the fix of the seed's leak).
             let before = self.word.fetch_sub(SPECULATIVE, Ordering::Relaxed);
