@@ -30,16 +30,28 @@ fn try_inc_races_last_dec<C: RefCounter + 'static>(name: &str) {
             let obj = obj.clone();
             thread::spawn(move || {
                 if obj.try_inc() {
-                    assert_eq!(obj.destructions(), 0, "try_inc_ref returned true on a destroyed object");
+                    assert_eq!(
+                        obj.destructions(),
+                        0,
+                        "try_inc_ref returned true on a destroyed object"
+                    );
                     thread::yield_now();
-                    assert_eq!(obj.destructions(), 0, "destroyed while a try_inc_ref reference was held");
+                    assert_eq!(
+                        obj.destructions(),
+                        0,
+                        "destroyed while a try_inc_ref reference was held"
+                    );
                     obj.dec();
                 }
             })
         };
         obj.dec(); // the last real reference
         tryer.join().unwrap();
-        assert_eq!(obj.destructions(), 1, "the destructor must run exactly once");
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once"
+        );
         assert!(!obj.try_inc(), "a try after the end must fail");
         assert_eq!(obj.destructions(), 1);
     });
@@ -65,7 +77,11 @@ fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
                 let obj = obj.clone();
                 thread::spawn(move || {
                     if obj.try_inc() {
-                        assert_eq!(obj.destructions(), 0, "try_inc_ref returned true on a destroyed object");
+                        assert_eq!(
+                            obj.destructions(),
+                            0,
+                            "try_inc_ref returned true on a destroyed object"
+                        );
                         obj.dec();
                     }
                 })
@@ -75,7 +91,11 @@ fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
         for t in tryers {
             t.join().unwrap();
         }
-        assert_eq!(obj.destructions(), 1, "the destructor must run exactly once (0 = the seed's leak)");
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once (0 = the seed's leak)"
+        );
         assert!(!obj.try_inc(), "a try after the end must fail");
     });
 }
@@ -164,7 +184,11 @@ fn handle_upgrade_races_last_drop<C: RefCounter + 'static>(name: &str) {
         });
         drop(strong);
         let weak = upgrader.join().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "value destroyed exactly once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "value destroyed exactly once"
+        );
         assert!(weak.upgrade().is_none());
     });
 }
@@ -176,7 +200,9 @@ fn handle_upgrade_races_last_drop_refs() {
 
 #[test]
 fn handle_upgrade_races_last_drop_sticky() {
-    handle_upgrade_races_last_drop::<StickyRefs<Track<u64>>>("handle_upgrade_races_last_drop_sticky");
+    handle_upgrade_races_last_drop::<StickyRefs<Track<u64>>>(
+        "handle_upgrade_races_last_drop_sticky",
+    );
 }
 
 /// (d) The registry stays consistent under concurrent create/destroy while another thread
@@ -184,26 +210,34 @@ fn handle_upgrade_races_last_drop_sticky() {
 /// where it registered; the seed re-reads the mode), and the registry ends empty.
 #[test]
 fn registry_consistent_under_concurrent_create_destroy() {
-    loom_model("registry_consistent_under_concurrent_create_destroy", None, || {
-        let registry = Arc::new(Registry::new(LeakMode::Warn));
-        let workers: Vec<_> = (0..2)
-            .map(|i| {
-                let registry = registry.clone();
-                thread::spawn(move || {
-                    let h: Counted<u64> = Counted::builder(i).registry(&registry).build();
-                    let c = h.clone();
-                    drop(h);
-                    assert_eq!(*c, i);
-                    drop(c);
+    loom_model(
+        "registry_consistent_under_concurrent_create_destroy",
+        None,
+        || {
+            let registry = Arc::new(Registry::new(LeakMode::Warn));
+            let workers: Vec<_> = (0..2)
+                .map(|i| {
+                    let registry = registry.clone();
+                    thread::spawn(move || {
+                        let h: Counted<u64> = Counted::builder(i).registry(&registry).build();
+                        let c = h.clone();
+                        drop(h);
+                        assert_eq!(*c, i);
+                        drop(c);
+                    })
                 })
-            })
-            .collect();
-        registry.set_mode(LeakMode::Off);
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(registry.live_count(), 0, "a destroyed handle stayed registered");
-        registry.set_mode(LeakMode::Warn);
-        assert!(registry.check().is_empty());
-    });
+                .collect();
+            registry.set_mode(LeakMode::Off);
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert_eq!(
+                registry.live_count(),
+                0,
+                "a destroyed handle stayed registered"
+            );
+            registry.set_mode(LeakMode::Warn);
+            assert!(registry.check().is_empty());
+        },
+    );
 }

@@ -23,48 +23,51 @@ const DEPTH: usize = 3;
 /// reference at different points: no try ever holds a destroyed object, the destructor runs
 /// exactly once, and a try after the end fails.
 fn many_holders_try_and_drop<C: RefCounter + 'static>(name: &str) {
-    shuttle_pct(
-        name,
-        SCHEDULES,
-        DEPTH,
-        || {
-            let obj = Arc::new(Probe::<C>::new());
-            for _ in 1..THREADS {
-                obj.inc();
-            }
-            let threads: Vec<_> = (0..THREADS)
-                .map(|i| {
-                    let obj = obj.clone();
-                    thread::spawn(move || {
-                        let mut held = true;
-                        for round in 0..ROUNDS {
-                            if held && round == i * ROUNDS / THREADS {
-                                obj.dec();
-                                held = false;
-                            }
-                            if obj.try_inc() {
-                                assert_eq!(obj.destructions(), 0, "try_inc_ref returned true on a destroyed object");
-                                if round % 2 == 0 {
-                                    obj.inc();
-                                    obj.dec();
-                                }
-                                assert_eq!(obj.destructions(), 0, "destroyed while referenced");
-                                obj.dec();
-                            }
+    shuttle_pct(name, SCHEDULES, DEPTH, || {
+        let obj = Arc::new(Probe::<C>::new());
+        for _ in 1..THREADS {
+            obj.inc();
+        }
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let obj = obj.clone();
+                thread::spawn(move || {
+                    let mut held = true;
+                    for round in 0..ROUNDS {
+                        if held && round == i * ROUNDS / THREADS {
+                            obj.dec();
+                            held = false;
                         }
-                        if held {
+                        if obj.try_inc() {
+                            assert_eq!(
+                                obj.destructions(),
+                                0,
+                                "try_inc_ref returned true on a destroyed object"
+                            );
+                            if round % 2 == 0 {
+                                obj.inc();
+                                obj.dec();
+                            }
+                            assert_eq!(obj.destructions(), 0, "destroyed while referenced");
                             obj.dec();
                         }
-                    })
+                    }
+                    if held {
+                        obj.dec();
+                    }
                 })
-                .collect();
-            for t in threads {
-                t.join().unwrap();
-            }
-            assert_eq!(obj.destructions(), 1, "the destructor must run exactly once");
-            assert!(!obj.try_inc(), "a try after the end must fail");
-        },
-    );
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once"
+        );
+        assert!(!obj.try_inc(), "a try after the end must fail");
+    });
 }
 
 #[test]
@@ -116,7 +119,11 @@ fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "value dropped exactly once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "value dropped exactly once"
+        );
         assert!(registry.check().is_empty(), "registry must end empty");
     });
 }
@@ -135,36 +142,50 @@ fn handles_upgrade_and_drop_sticky() {
 /// checking off and on; every object registered is unregistered, and the registry ends empty.
 #[test]
 fn registry_many_threads_with_mode_changes() {
-    shuttle_pct("registry_many_threads_with_mode_changes", SCHEDULES, DEPTH, || {
-        let registry = Arc::new(Registry::new(LeakMode::Warn));
-        let workers: Vec<_> = (0..THREADS)
-            .map(|i| {
+    shuttle_pct(
+        "registry_many_threads_with_mode_changes",
+        SCHEDULES,
+        DEPTH,
+        || {
+            let registry = Arc::new(Registry::new(LeakMode::Warn));
+            let workers: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let registry = registry.clone();
+                    thread::spawn(move || {
+                        for round in 0..ROUNDS as u64 {
+                            let h: Counted<u64> =
+                                Counted::builder(round).registry(&registry).build();
+                            if round % 3 == i as u64 % 3 {
+                                let c = h.clone();
+                                drop(h);
+                                assert_eq!(*c, round);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let toggler = {
                 let registry = registry.clone();
                 thread::spawn(move || {
-                    for round in 0..ROUNDS as u64 {
-                        let h: Counted<u64> = Counted::builder(round).registry(&registry).build();
-                        if round % 3 == i as u64 % 3 {
-                            let c = h.clone();
-                            drop(h);
-                            assert_eq!(*c, round);
-                        }
+                    for round in 0..10 {
+                        registry.set_mode(if round % 2 == 0 {
+                            LeakMode::Off
+                        } else {
+                            LeakMode::Warn
+                        });
+                        thread::yield_now();
                     }
                 })
-            })
-            .collect();
-        let toggler = {
-            let registry = registry.clone();
-            thread::spawn(move || {
-                for round in 0..10 {
-                    registry.set_mode(if round % 2 == 0 { LeakMode::Off } else { LeakMode::Warn });
-                    thread::yield_now();
-                }
-            })
-        };
-        for w in workers {
-            w.join().unwrap();
-        }
-        toggler.join().unwrap();
-        assert_eq!(registry.live_count(), 0, "a destroyed handle stayed registered");
-    });
+            };
+            for w in workers {
+                w.join().unwrap();
+            }
+            toggler.join().unwrap();
+            assert_eq!(
+                registry.live_count(),
+                0,
+                "a destroyed handle stayed registered"
+            );
+        },
+    );
 }
