@@ -124,39 +124,43 @@ impl<T> Deref for Padded<T> {
 /// publications of its progress.
 const HELPER_BATCH: u64 = 64;
 
-/// How many operations the measured thread does between two looks at the helper's progress.
-/// One load of the helper's line per chunk costs well under 0.1 ns per operation.
-const PROBE_CHUNK: u64 = 1024;
+/// Measured operations per chunk. Each chunk is timed on its own (two clock reads, well under
+/// 1% of a chunk) and kept only if the helper ran beside it.
+const CHUNK: u64 = 8192;
+
+/// After this many discarded chunks in a row the helper is taken to be unable to get a core,
+/// and chunks are kept anyway (counted in [`HelperStats::forced_chunks`]), so a benchmark
+/// always ends.
+const MAX_DISCARDS_IN_A_ROW: u64 = 20_000;
 
 /// What the helper thread did while the measured thread was timing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HelperStats {
+    /// The two CPUs the measured thread and the helper were pinned to, if they were.
+    pub pinned: Option<(usize, usize)>,
     /// Timed windows (one per `iter_custom` call, warm-up included).
     pub windows: u64,
-    /// Timed windows during which the helper published no progress at all.
-    pub idle_windows: u64,
-    /// Chunks of 1024 measured operations.
+    /// Chunks of 8192 operations timed.
     pub chunks: u64,
-    /// Chunks during which the helper published progress: it ran beside the measured thread.
-    pub concurrent_chunks: u64,
-    /// Operations done by the measured thread inside timed windows.
-    pub measured_ops: u64,
-    /// Operations done by the helper inside timed windows (to a granularity of 64).
-    pub helper_ops: u64,
+    /// Chunks kept because the helper did at least half as many operations during them:
+    /// the two threads ran at the same time. Only these make up the reported time.
+    pub kept_chunks: u64,
+    /// Chunks kept without the helper, after too many discards in a row.
+    pub forced_chunks: u64,
+    /// Operations the helper did during the kept chunks (to a granularity of 64).
+    pub helper_ops_in_kept: u64,
 }
 
 impl HelperStats {
-    /// Helper operations per measured operation inside the timed windows: about 1 when both
-    /// threads ran equally often, 0 when the helper never ran. Time-slicing on one core can
-    /// also give 1: see [`concurrency`](Self::concurrency) for that.
-    pub fn overlap(&self) -> f64 {
-        ratio(self.helper_ops, self.measured_ops)
+    /// The fraction of timed chunks during which the helper ran beside the measured thread.
+    pub fn concurrency(&self) -> f64 {
+        ratio(self.kept_chunks - self.forced_chunks, self.chunks)
     }
 
-    /// The fraction of measured chunks (1024 operations each) during which the helper made
-    /// progress: 1 when the two threads really ran at the same time, on two cores.
-    pub fn concurrency(&self) -> f64 {
-        ratio(self.concurrent_chunks, self.chunks)
+    /// Helper operations per measured operation in the kept chunks: about 1 when the two
+    /// threads ran side by side for the whole of every kept chunk.
+    pub fn overlap(&self) -> f64 {
+        ratio(self.helper_ops_in_kept, self.kept_chunks * CHUNK)
     }
 }
 
@@ -170,29 +174,43 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 impl fmt::Display for HelperStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pinned {
+            Some((a, b)) => write!(f, "pinned to CPUs {a} and {b}; ")?,
+            None => f.write_str("not pinned; ")?,
+        }
         write!(
             f,
-            "helper ran beside {:.1}% of measured chunks and did {:.2} ops per measured op \
-             ({} timed windows, {} with no helper progress)",
+            "helper ran beside {} of {} chunks ({:.1}%), doing {:.2} ops per measured op in the kept ones; \
+             {} chunks kept without it; {} timed windows",
+            self.kept_chunks - self.forced_chunks,
+            self.chunks,
             100.0 * self.concurrency(),
             self.overlap(),
+            self.forced_chunks,
             self.windows,
-            self.idle_windows
         )
     }
 }
 
-/// The measured thread's view of a running helper: times windows and records overlap.
+/// The measured thread's view of a running helper: times chunks and keeps the contended ones.
 #[derive(Debug)]
 pub struct Probe<'a> {
     clock: Clock,
+    /// Whether to keep only chunks the helper ran beside (it can only with two CPUs).
+    condition: bool,
     progress: &'a Padded<AtomicU64>,
     stats: Cell<HelperStats>,
 }
 
 impl Probe<'_> {
+    /// The time `iters` calls of `op` take on this thread while the helper runs beside it.
+    ///
     /// Waits until the helper has done its first batch of operations (so it is running, not
-    /// just spawned), then times `iters` calls of `op` on this thread with the probe's clock.
+    /// just spawned). Then runs `op` in chunks of 8192 calls, timing each with the probe's
+    /// clock, and keeps a chunk only if the helper did at least half as many operations
+    /// meanwhile — on a busy machine the two threads are often not on a CPU at the same time,
+    /// and a chunk run alone measures the uncontended cost. Returns the kept chunks' time
+    /// scaled to `iters` calls (at least one chunk runs, whatever `iters`).
     pub fn time(&self, iters: u64, op: impl Fn()) -> Duration {
         while self.progress.load(Ordering::Relaxed) == 0 {
             spin_loop();
@@ -200,28 +218,32 @@ impl Probe<'_> {
             thread::yield_now();
         }
         let mut stats = self.stats.get();
-        let first = self.progress.load(Ordering::Relaxed);
-        let mut last = first;
-        let start = self.clock.now();
-        let mut left = iters;
-        while left > 0 {
-            let n = left.min(PROBE_CHUNK);
-            for _ in 0..n {
+        let (mut kept_ops, mut kept_time, mut discards) = (0u64, Duration::ZERO, 0u64);
+        while kept_ops < iters.max(1) {
+            let helper_before = self.progress.load(Ordering::Relaxed);
+            let start = self.clock.now();
+            for _ in 0..CHUNK {
                 op();
             }
-            left -= n;
-            let now = self.progress.load(Ordering::Relaxed);
+            let elapsed = self.clock.now() - start;
+            let helper = self.progress.load(Ordering::Relaxed) - helper_before;
             stats.chunks += 1;
-            stats.concurrent_chunks += u64::from(now != last);
-            last = now;
+            let beside = helper * 2 >= CHUNK;
+            if beside || !self.condition || discards >= MAX_DISCARDS_IN_A_ROW {
+                kept_ops += CHUNK;
+                kept_time += elapsed;
+                stats.kept_chunks += 1;
+                stats.forced_chunks += u64::from(!beside);
+                stats.helper_ops_in_kept += helper;
+                discards = 0;
+            } else {
+                discards += 1;
+            }
         }
-        let elapsed = self.clock.now() - start;
         stats.windows += 1;
-        stats.measured_ops += iters;
-        stats.helper_ops += last - first;
-        stats.idle_windows += u64::from(last == first);
         self.stats.set(stats);
-        elapsed
+        let nanos = kept_time.as_nanos() * u128::from(iters) / u128::from(kept_ops);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// What has been recorded so far.
@@ -233,8 +255,9 @@ impl Probe<'_> {
 /// Runs `body` on this thread while a helper thread calls `op` in a loop; stops and joins the
 /// helper when `body` returns, and returns `body`'s result with the overlap statistics.
 ///
-/// Time `body`'s operations through [`Probe::time`], which waits for the helper's first
-/// operations before it starts `clock`.
+/// Where it can (Linux, two CPUs allowed), it pins this thread and the helper to two different
+/// CPUs for the duration, so that the scheduler cannot time-slice them on one CPU, and restores
+/// this thread's affinity afterwards. Time `body`'s operations through [`Probe::time`].
 pub fn with_helper<Op, R>(
     clock: Clock,
     op: &Op,
@@ -245,8 +268,17 @@ where
 {
     let stop = Padded(AtomicBool::new(false));
     let progress = Padded(AtomicU64::new(0));
+    let original = affinity::get();
+    let cpus = original.as_ref().map(affinity::cpus).unwrap_or_default();
+    let pinned = match cpus[..] {
+        [a, b, ..] if affinity::set(&affinity::single(a)) => Some((a, b)),
+        _ => None,
+    };
     thread::scope(|s| {
         let helper = s.spawn(|| {
+            if let Some((_, b)) = pinned {
+                affinity::set(&affinity::single(b));
+            }
             let mut done = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..HELPER_BATCH {
@@ -258,14 +290,80 @@ where
         });
         let probe = Probe {
             clock,
+            condition: pinned.is_some(),
             progress: &progress,
-            stats: Cell::new(HelperStats::default()),
+            stats: Cell::new(HelperStats {
+                pinned,
+                ..HelperStats::default()
+            }),
         };
         let result = body(&probe);
         stop.store(true, Ordering::Relaxed);
         helper.join().expect("benchmark helper thread panicked");
+        if let (Some(mask), Some(_)) = (&original, pinned) {
+            affinity::set(mask);
+        }
         (result, probe.stats())
     })
+}
+
+/// CPU affinity of the calling thread.
+#[cfg(target_os = "linux")]
+mod affinity {
+    /// glibc's `cpu_set_t`: 1024 CPUs.
+    pub type Mask = [u64; 16];
+
+    extern "C" {
+        // `pid_t` is `int`; 0 names the calling thread.
+        fn sched_getaffinity(pid: i32, size: usize, mask: *mut u64) -> i32;
+        fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
+    }
+
+    /// The CPUs this thread may run on.
+    pub fn get() -> Option<Mask> {
+        let mut mask: Mask = [0; 16];
+        // SAFETY: `mask` is a writable buffer of exactly the size passed, and the call keeps no
+        // pointer to it.
+        let rc = unsafe { sched_getaffinity(0, size_of::<Mask>(), mask.as_mut_ptr()) };
+        (rc == 0).then_some(mask)
+    }
+
+    /// Restricts this thread to `mask`; returns whether it could.
+    pub fn set(mask: &Mask) -> bool {
+        // SAFETY: `mask` is a readable buffer of exactly the size passed, and the call keeps no
+        // pointer to it.
+        unsafe { sched_setaffinity(0, size_of::<Mask>(), mask.as_ptr()) == 0 }
+    }
+
+    /// The CPUs in `mask`, in order.
+    pub fn cpus(mask: &Mask) -> Vec<usize> {
+        (0..64 * mask.len())
+            .filter(|&cpu| mask[cpu / 64] & (1 << (cpu % 64)) != 0)
+            .collect()
+    }
+
+    /// The mask of `cpu` alone.
+    pub fn single(cpu: usize) -> Mask {
+        let mut mask: Mask = [0; 16];
+        mask[cpu / 64] |= 1 << (cpu % 64);
+        mask
+    }
+}
+
+/// No affinity control here: benchmarks run unpinned and unconditioned.
+#[cfg(not(target_os = "linux"))]
+mod affinity {
+    pub type Mask = ();
+    pub fn get() -> Option<Mask> {
+        None
+    }
+    pub fn set(_: &Mask) -> bool {
+        false
+    }
+    pub fn cpus(_: &Mask) -> Vec<usize> {
+        Vec::new()
+    }
+    pub fn single(_: usize) -> Mask {}
 }
 
 /// The destructor passed to counters in benchmarks that keep a reference for their whole run:
@@ -291,10 +389,22 @@ mod tests {
         });
         assert!(elapsed > Duration::ZERO);
         assert_eq!(stats.windows, 10);
-        assert_eq!(stats.measured_ops, 100_000);
-        assert_eq!(stats.chunks, 10 * 10);
+        // 10_000 operations take two chunks of 8192 in every window.
+        assert!(stats.kept_chunks >= 20);
+        assert!(stats.chunks >= stats.kept_chunks);
         // The probe waited for the helper's first batch, so it did at least that many.
-        assert!(counter.load(Ordering::Relaxed) >= 100_000 + HELPER_BATCH);
+        assert!(counter.load(Ordering::Relaxed) >= stats.chunks * CHUNK + HELPER_BATCH);
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+            assert!(stats.pinned.is_some(), "{stats}");
+        }
+    }
+
+    #[test]
+    fn affinity_is_restored() {
+        let before = affinity::get();
+        let op = || {};
+        with_helper(Clock::Wall, &op, |probe| probe.time(1, op));
+        assert_eq!(affinity::get(), before);
     }
 
     #[test]

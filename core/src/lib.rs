@@ -24,3 +24,8 @@ pub mod leak;
 pub mod refs;
 pub mod sync;
 pub mod time;
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

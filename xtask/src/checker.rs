@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::exec::{self, Captured};
+use crate::exec::{self, Logged};
 use crate::Result;
 
 /// The package whose tests are the models.
@@ -51,6 +51,14 @@ impl Checker {
         Checker::ALL
             .into_iter()
             .find(|c| file.starts_with(c.file_prefix()))
+    }
+
+    /// The command that reruns one model of the working tree by hand.
+    pub fn rerun_command(self, file: &str, test: &str) -> String {
+        format!(
+            "RUSTFLAGS=\"--cfg {self}\" CARGO_TARGET_DIR=target/{self} cargo test -p {MODELS_PACKAGE} \
+             --release --test {file} -- --exact {test} --nocapture"
+        )
     }
 
     /// `RUSTFLAGS` for the child cargo: the caller's, plus this checker's cfg.
@@ -103,16 +111,30 @@ impl Build {
         for file in files {
             cmd.args(["--test", file]);
         }
-        let out = exec::run(cmd, None, echo)?;
-        if !out.success() {
-            // Not the combined tail: cargo's stdout is JSON; its diagnostics are on stderr.
+        // stdout carries cargo's JSON messages; the rendered diagnostics go to stderr.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if echo {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            });
+        let out = cmd
+            .output()
+            .map_err(|e| format!("running {}: {e}", cargo().to_string_lossy()))?;
+        if !out.status.success() {
+            let stderr: Vec<String> = lines(&out.stderr);
+            let detail = if echo {
+                "see cargo's messages above".to_string()
+            } else {
+                exec::tail(&stderr).join("\n")
+            };
             return Err(format!(
-                "building the {checker} models failed (cargo test --no-run):\n{}",
-                out.stderr_tail.join("\n")
+                "building the {checker} models failed (cargo test --no-run):\n{detail}"
             )
             .into());
         }
-        let binaries = test_executables(&out.stdout);
+        let binaries = test_executables(&lines(&out.stdout));
         if let Some(missing) = files.iter().find(|f| !binaries.contains_key(*f)) {
             return Err(format!("cargo built no test binary for `{missing}`").into());
         }
@@ -130,20 +152,27 @@ impl Build {
     }
 
     fn list_with(&self, file: &str, extra: &[&str]) -> Result<Vec<String>> {
-        let mut cmd = self.command(file)?;
-        cmd.arg("--list").args(extra);
-        let out = exec::run(cmd, Some(Duration::from_secs(60)), false)?;
-        if !out.success() {
-            return Err(format!("`{file} --list` failed:\n{}", out.tail_text()).into());
+        let out = self
+            .command(file)?
+            .arg("--list")
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("`{file} --list` failed:\n{}", stderr.trim_end()).into());
         }
-        Ok(parse_test_list(&out.stdout))
+        Ok(parse_test_list(&lines(&out.stdout)))
     }
 
-    /// Runs exactly the test `test` of `file`, alone, output not captured by the harness.
-    pub fn run(&self, file: &str, test: &str, limit: Duration) -> Result<Captured> {
+    /// Runs exactly the test `test` of `file`, alone and uncaptured by libtest, its output
+    /// going to `log`. Backtraces are off so that a failure's tail shows the panic, not the
+    /// stack; the report gives the command that reruns the model by hand.
+    pub fn run(&self, file: &str, test: &str, limit: Duration, log: &Path) -> Result<Logged> {
         let mut cmd = self.command(file)?;
-        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
-        Ok(exec::run(cmd, Some(limit), false)?)
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("RUST_BACKTRACE", "0");
+        exec::run_logged(cmd, log, limit).map_err(|e| format!("running {file}::{test}: {e}").into())
     }
 
     /// The test binary of `file`, started the way `cargo test` starts it.
@@ -162,6 +191,14 @@ impl Build {
 /// The cargo that runs us (`$CARGO` under `cargo run`), else `cargo` from `PATH`.
 fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Output bytes as lines (invalid UTF-8 replaced).
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Test target name → executable, from cargo's `--message-format=json` lines.

@@ -1,31 +1,31 @@
-//! Runs a child process with its output captured, optionally under a time limit.
+//! Runs a model under a time limit, its stdout and stderr going to one log file.
+//!
+//! One file for both streams keeps their lines in the order they were written (a panic
+//! message stays next to libtest's `FAILED`), and leaves the full output on disk for
+//! whoever reads the report.
 
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// How many of the last output lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
 
-/// What a finished (or killed) child left behind.
+/// A finished (or killed) run and where its output went.
 #[derive(Debug)]
-pub struct Captured {
+pub struct Logged {
     /// The exit status; `None` when the time limit ran out and the child was killed.
     pub status: Option<ExitStatus>,
-    /// Every line the child wrote to stdout.
-    pub stdout: Vec<String>,
-    /// The last [`TAIL_LINES`] lines of stdout and stderr, in the order they arrived.
-    pub tail: Vec<String>,
-    /// The last [`TAIL_LINES`] lines of stderr alone.
-    pub stderr_tail: Vec<String>,
     /// Wall-clock time from spawn to exit.
     pub elapsed: Duration,
+    /// The child's stdout and stderr, interleaved as written.
+    pub log: PathBuf,
 }
 
-impl Captured {
+impl Logged {
     /// Exited with status zero.
     pub fn success(&self) -> bool {
         self.status.is_some_and(|s| s.success())
@@ -36,127 +36,51 @@ impl Captured {
         self.status.is_none()
     }
 
-    /// The tail as one string, for error messages.
-    pub fn tail_text(&self) -> String {
-        self.tail.join("\n")
+    /// Every line of the log (invalid UTF-8 replaced).
+    pub fn lines(&self) -> io::Result<Vec<String>> {
+        let bytes = fs::read(&self.log)?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 }
 
-#[derive(Clone, Copy)]
-enum Stream {
-    Out,
-    Err,
+/// The last [`TAIL_LINES`] of `lines`.
+pub fn tail(lines: &[String]) -> Vec<String> {
+    lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec()
 }
 
-/// Runs `cmd` to completion (stdin closed, stdout and stderr captured). With `limit`, the child
-/// is killed once it has run that long. With `echo_stderr`, the child's stderr is also copied
-/// to ours as it arrives (cargo's "Compiling ..." progress).
-pub fn run(mut cmd: Command, limit: Option<Duration>, echo_stderr: bool) -> io::Result<Captured> {
+/// Runs `cmd` with stdin closed and stdout and stderr both written to `log` (created or
+/// truncated), killing it once it has run for `limit`.
+pub fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> io::Result<Logged> {
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let out = File::create(log)?;
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(out.try_clone()?)
+        .stderr(out);
+
     let start = Instant::now();
-    let deadline = limit.map(|limit| start + limit);
     let mut child = cmd.spawn()?;
-
-    let (tx, rx) = mpsc::channel();
-    if let Some(out) = child.stdout.take() {
-        forward(out, Stream::Out, tx.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        forward(err, Stream::Err, tx);
-    }
-
-    let mut stdout = Vec::new();
-    let mut tail = VecDeque::with_capacity(TAIL_LINES + 1);
-    let mut stderr_tail = VecDeque::with_capacity(TAIL_LINES + 1);
-    let mut keep = |stream: Stream, line: String| {
-        push_bounded(&mut tail, line.clone());
-        match stream {
-            Stream::Out => stdout.push(line),
-            Stream::Err => {
-                if echo_stderr {
-                    eprintln!("{line}");
-                }
-                push_bounded(&mut stderr_tail, line);
-            }
-        }
-    };
-
-    // Read until both pipes close or time runs out.
-    let mut expired = false;
-    loop {
-        let next = match deadline {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
-        };
-        match next {
-            Ok((stream, line)) => keep(stream, line),
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {
-                expired = true;
-                break;
-            }
-        }
-    }
-
-    // The pipes can close before the process exits; keep honouring the deadline.
     let status = loop {
-        if expired {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() >= limit {
+            // It may have exited just now; then kill fails, and wait reaps it all the same.
+            let _ = child.kill();
+            child.wait()?;
             break None;
         }
-        match child.try_wait()? {
-            Some(status) => break Some(status),
-            None if deadline.is_some_and(|d| Instant::now() >= d) => expired = true,
-            None => thread::sleep(Duration::from_millis(10)),
-        }
+        thread::sleep(Duration::from_millis(5));
     };
-    if status.is_none() {
-        // Already exited in the meantime is fine: kill only fails then.
-        let _ = child.kill();
-        child.wait()?;
-        // Whatever was still buffered in the pipes; bounded in case a grandchild holds them.
-        while let Ok((stream, line)) = rx.recv_timeout(Duration::from_secs(1)) {
-            keep(stream, line);
-        }
-    }
-
-    Ok(Captured {
+    Ok(Logged {
         status,
-        stdout,
-        tail: tail.into(),
-        stderr_tail: stderr_tail.into(),
         elapsed: start.elapsed(),
+        log: log.to_path_buf(),
     })
-}
-
-fn push_bounded(lines: &mut VecDeque<String>, line: String) {
-    lines.push_back(line);
-    if lines.len() > TAIL_LINES {
-        lines.pop_front();
-    }
-}
-
-/// Sends each line of `pipe` on `tx` from a thread of its own, so that neither pipe can fill up
-/// and block the child while we read the other.
-fn forward(pipe: impl Read + Send + 'static, stream: Stream, tx: Sender<(Stream, String)>) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']).to_string();
-                    if tx.send((stream, line)).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]
@@ -169,22 +93,42 @@ mod tests {
         cmd
     }
 
+    fn log(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("xtask-exec-{}-{name}.log", std::process::id()))
+    }
+
     #[test]
-    fn captures_stdout_and_tail() {
-        let out = run(sh("echo a; echo b >&2; echo c; exit 3"), None, false).unwrap();
-        assert_eq!(out.stdout, ["a", "c"]);
-        assert_eq!(out.tail.len(), 3);
-        assert_eq!(out.stderr_tail, ["b"]);
-        assert_eq!(out.status.and_then(|s| s.code()), Some(3));
-        assert!(!out.success() && !out.timed_out());
+    fn interleaves_both_streams_in_order() {
+        let path = log("order");
+        let run = run_logged(
+            sh("echo a; echo b >&2; echo c; exit 3"),
+            &path,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(run.lines().unwrap(), ["a", "b", "c"]);
+        assert_eq!(run.status.and_then(|s| s.code()), Some(3));
+        assert!(!run.success() && !run.timed_out());
+        fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn kills_at_the_limit() {
+        let path = log("limit");
         let limit = Duration::from_millis(200);
-        let out = run(sh("echo started; exec sleep 30"), Some(limit), false).unwrap();
-        assert!(out.timed_out());
-        assert_eq!(out.stdout, ["started"]);
-        assert!(out.elapsed < Duration::from_secs(10));
+        let run = run_logged(sh("echo started; exec sleep 30"), &path, limit).unwrap();
+        assert!(run.timed_out());
+        assert_eq!(run.lines().unwrap(), ["started"]);
+        assert!(run.elapsed < Duration::from_secs(10));
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let lines: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let end = tail(&lines);
+        assert_eq!(end.len(), TAIL_LINES);
+        assert_eq!(end.last().map(String::as_str), Some("99"));
+        assert_eq!(tail(&lines[..3]).len(), 3);
     }
 }

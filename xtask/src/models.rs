@@ -2,11 +2,11 @@
 //! `REFWATCH-MODEL` line it prints when it passes.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::checker::{Build, Checker, MODELS_DIR};
 use crate::cli::Options;
-use crate::exec::Captured;
+use crate::exec::{self, Logged};
 use crate::Result;
 
 /// The marker that starts the line a passing model prints (see `models/src/lib.rs`).
@@ -78,17 +78,16 @@ pub struct ModelResult {
     pub tail: Vec<String>,
     /// How many `REFWATCH-MODEL` lines it printed (one when all is well).
     pub report_lines: usize,
+    /// Its whole output.
+    pub log: PathBuf,
 }
 
 impl ModelResult {
-    fn from_run(checker: Checker, file: &str, name: &str, run: Captured) -> ModelResult {
-        let lines: Vec<ModelLine> = run
-            .stdout
-            .iter()
-            .filter_map(|l| parse_model_line(l))
-            .collect();
+    fn from_run(checker: Checker, file: &str, name: &str, run: Logged) -> Result<ModelResult> {
+        let output = run.lines()?;
+        let lines: Vec<ModelLine> = output.iter().filter_map(|l| parse_model_line(l)).collect();
         let passed = run.success();
-        ModelResult {
+        Ok(ModelResult {
             checker,
             file: file.to_string(),
             name: name.to_string(),
@@ -97,9 +96,14 @@ impl ModelResult {
             seconds: run.elapsed.as_secs_f64(),
             bound: weakest_bound(&lines),
             iterations: (!lines.is_empty()).then(|| lines.iter().map(|l| l.iterations).sum()),
-            tail: if passed { Vec::new() } else { run.tail },
+            tail: if passed {
+                Vec::new()
+            } else {
+                exec::tail(&output)
+            },
             report_lines: lines.len(),
-        }
+            log: run.log,
+        })
     }
 }
 
@@ -163,8 +167,9 @@ pub fn run_all(root: &Path, checker: Checker, options: &Options) -> Result<Vec<M
                 continue;
             }
             eprint!("verify: {checker} {file}::{name} ... ");
-            let run = build.run(file, &name, options.timeout)?;
-            let result = ModelResult::from_run(checker, file, &name, run);
+            let log = log_path(root, checker, file, &name);
+            let run = build.run(file, &name, options.timeout, &log)?;
+            let result = ModelResult::from_run(checker, file, &name, run)?;
             eprintln!(
                 "{} ({:.2} s)",
                 match (result.passed, result.timed_out) {
@@ -184,6 +189,15 @@ pub fn run_all(root: &Path, checker: Checker, options: &Options) -> Result<Vec<M
         }
     }
     Ok(results)
+}
+
+/// `target/verify-logs/<checker>/<file>--<test>.log`.
+fn log_path(root: &Path, checker: Checker, file: &str, test: &str) -> PathBuf {
+    let test = test.replace("::", "--");
+    root.join("target")
+        .join("verify-logs")
+        .join(checker.name())
+        .join(format!("{file}--{test}.log"))
 }
 
 #[cfg(test)]

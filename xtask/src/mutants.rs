@@ -15,7 +15,6 @@ use std::time::SystemTime;
 
 use crate::checker::{Build, Checker};
 use crate::cli::Options;
-use crate::exec;
 use crate::Result;
 
 /// The `Mutant:` / `Model:` / `Why:` lines before a patch's diff.
@@ -225,7 +224,13 @@ impl Scratch {
                 header.test, header.file
             )));
         }
-        let run = build.run(&header.file, &header.test, options.timeout)?;
+        let log = self
+            .source
+            .join("target")
+            .join("verify-logs")
+            .join("mutants");
+        let log = log.join(format!("{}.log", header.name));
+        let run = build.run(&header.file, &header.test, options.timeout, &log)?;
         Ok(if run.timed_out() {
             Outcome::TimedOut
         } else if run.success() {
@@ -301,11 +306,11 @@ impl Scratch {
             .env("GIT_CEILING_DIRECTORIES", &self.base)
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE");
-        let out = exec::run(cmd, None, false).map_err(|e| format!("running git: {e}"))?;
-        Ok(if out.success() {
+        let out = cmd.output().map_err(|e| format!("running git: {e}"))?;
+        Ok(if out.status.success() {
             Ok(())
         } else {
-            Err(out.tail_text())
+            Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string())
         })
     }
 }

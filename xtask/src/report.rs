@@ -88,6 +88,8 @@ impl Report {
             for line in &m.tail {
                 let _ = writeln!(out, "{line}");
             }
+            let _ = writeln!(out, "full output: {}", m.log.display());
+            let _ = writeln!(out, "rerun: {}", m.checker.rerun_command(&m.file, &m.name));
         }
         for m in &self.mutants {
             match &m.outcome {
@@ -243,6 +245,7 @@ mod tests {
             iterations: bound.map(|_| 5402),
             tail: if passed { vec![] } else { vec!["boom".into()] },
             report_lines: usize::from(bound.is_some()),
+            log: "target/verify-logs/x.log".into(),
         }
     }
 
