@@ -108,6 +108,8 @@ pub struct MutantResult {
     pub model: String,
     pub outcome: Outcome,
     pub seconds: f64,
+    /// The output of its model run, when the model ran.
+    pub log: Option<PathBuf>,
 }
 
 /// Applies and checks every mutant that `options` selects, in name order.
@@ -136,6 +138,7 @@ pub fn run_all(root: &Path, options: &Options) -> Result<Vec<MutantResult>> {
                         model: "?".into(),
                         outcome: Outcome::Error(format!("bad header: {e}")),
                         seconds: 0.0,
+                        log: None,
                     });
                 }
                 continue;
@@ -155,8 +158,10 @@ pub fn run_all(root: &Path, options: &Options) -> Result<Vec<MutantResult>> {
             }
             other => eprintln!("{} ({seconds:.1} s)", other.label()),
         }
+        let ran = !matches!(outcome, Outcome::Error(_));
         results.push(MutantResult {
             model: header.model(),
+            log: ran.then(|| scratch.log_path(&header.name)),
             name: header.name,
             outcome,
             seconds,
@@ -224,12 +229,7 @@ impl Scratch {
                 header.test, header.file
             )));
         }
-        let log = self
-            .source
-            .join("target")
-            .join("verify-logs")
-            .join("mutants");
-        let log = log.join(format!("{}.log", header.name));
+        let log = self.log_path(&header.name);
         let run = build.run(&header.file, &header.test, options.timeout, &log)?;
         Ok(if run.timed_out() {
             Outcome::TimedOut
@@ -238,6 +238,16 @@ impl Scratch {
         } else {
             Outcome::Killed
         })
+    }
+
+    /// `target/verify-logs/mutants/<name>.log`: the output of the mutant's model run.
+    fn log_path(&self, name: &str) -> PathBuf {
+        let logs = self
+            .source
+            .join("target")
+            .join("verify-logs")
+            .join("mutants");
+        logs.join(format!("{name}.log"))
     }
 
     /// Makes the scratch directory hold exactly the workspace's files, with their content.
