@@ -368,6 +368,58 @@ mod tests {
     }
 
     #[test]
+    fn opted_in_types_log_every_reference_event_with_a_backtrace() {
+        use std::io::Write;
+        use std::sync::Mutex as StdMutex;
+
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<StdMutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        struct Logged;
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let registry = Arc::new(Registry::new(LeakMode::Warn));
+            registry.log_refs_of(type_name::<Logged>(), true);
+            let a: Counted<Logged> = Counted::builder(Logged).registry(&registry).build();
+            let w = Counted::downgrade(&a);
+            let b = w.upgrade().unwrap();
+            let c = b.clone();
+            drop((a, b, c));
+            // Another type is not logged.
+            drop(Counted::<u8>::builder(1).registry(&registry).build());
+        });
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for event in [
+            "registered",
+            "TryIncRef to 2",
+            "IncRef to 3",
+            "DecRef to",
+            "unregistered",
+        ] {
+            assert!(out.contains(event), "missing {event:?} in:\n{out}");
+        }
+        assert!(out.contains("Logged"));
+        assert!(!out.contains("[u8 "), "u8 did not opt in:\n{out}");
+        assert!(
+            out.contains("opted_in_types_log_every_reference_event"),
+            "each event carries a backtrace naming its caller"
+        );
+    }
+
+    #[test]
     fn on_destroy_gets_the_value() {
         let seen = Arc::new(AtomicUsize::new(0));
         let s = seen.clone();
