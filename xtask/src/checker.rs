@@ -22,7 +22,7 @@ const MODELS_PACKAGE: &str = "refwatch-models";
 pub const MODELS_DIR: &str = "models";
 
 /// A model checker; a model's test file name starts with [`Checker::file_prefix`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checker {
     Loom,
     Shuttle,

@@ -10,6 +10,8 @@ Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/
 shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle), and
 every mutant (models/mutants/*.patch, applied to a scratch copy in target/mutants/work),
 then prints one report. Exits 0 only if every model passed and every mutant was killed.
+A model's seconds are its run alone; a mutant's include applying and rebuilding it. Full
+output of each run: target/verify-logs/.
 
 Options:
       --filter SUBSTR   only models whose name (or file::name) contains SUBSTR, and only

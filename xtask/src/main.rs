@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Verify(options)) => options,
         Err(e) => {
-            eprintln!("xtask: {e}\n\n{}", cli::USAGE);
+            eprintln!("xtask: {e}\nUsage: cargo xtask verify [OPTIONS] (see `cargo xtask --help`)");
             return ExitCode::from(2);
         }
     };

@@ -21,23 +21,46 @@ use crate::Result;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
     pub name: String,
+    /// Every model that must fail on the mutant, in the order written (at least one).
+    pub models: Vec<ModelRef>,
+    pub why: Option<String>,
+}
+
+/// One `Model:` line: a test in `models/tests/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRef {
     /// Test file in `models/tests/` (`loom_refs`).
     pub file: String,
     /// Test name in that file (`two_try_inc_race_last_dec_refs`).
     pub test: String,
-    pub why: Option<String>,
 }
 
-impl Header {
+impl ModelRef {
     /// `file::test`, as written in the patch.
     pub fn model(&self) -> String {
         format!("{}::{}", self.file, self.test)
+    }
+
+    fn parse(model: &str) -> Result<ModelRef, String> {
+        let (file, test) = model
+            .split_once("::")
+            .filter(|(file, test)| !file.is_empty() && !test.is_empty())
+            .ok_or_else(|| format!("`Model: {model}` is not `<test file>::<test name>`"))?;
+        if Checker::of_test_file(file).is_none() {
+            return Err(format!(
+                "`Model: {model}`: the test file must start with `loom_` or `shuttle_`"
+            ));
+        }
+        Ok(ModelRef {
+            file: file.to_string(),
+            test: test.to_string(),
+        })
     }
 }
 
 /// Parses the header of a mutant patch: everything before its first `diff --git` line.
 pub fn parse_header(text: &str) -> Result<Header, String> {
-    let (mut name, mut model, mut why) = (None, None, None);
+    let (mut name, mut models, mut why) = (None, Vec::new(), None);
     let mut has_diff = false;
     for line in text.lines() {
         if line.starts_with("diff --git ") {
@@ -48,32 +71,20 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
             let value = value.trim().to_string();
             match key.trim() {
                 "Mutant" => name = Some(value),
-                "Model" => model = Some(value),
+                "Model" => models.push(ModelRef::parse(&value)?),
                 "Why" => why = Some(value),
                 _ => {}
             }
         }
     }
     let name = name.filter(|n| !n.is_empty()).ok_or("no `Mutant:` line")?;
-    let model = model.ok_or("no `Model:` line")?;
-    let (file, test) = model
-        .split_once("::")
-        .filter(|(file, test)| !file.is_empty() && !test.is_empty())
-        .ok_or_else(|| format!("`Model: {model}` is not `<test file>::<test name>`"))?;
-    if Checker::of_test_file(file).is_none() {
-        return Err(format!(
-            "`Model: {model}`: the test file must start with `loom_` or `shuttle_`"
-        ));
+    if models.is_empty() {
+        return Err("no `Model:` line".into());
     }
     if !has_diff {
         return Err("no `diff --git` after the header".into());
     }
-    Ok(Header {
-        name,
-        file: file.to_string(),
-        test: test.to_string(),
-        why,
-    })
+    Ok(Header { name, models, why })
 }
 
 /// What happened to one mutant.
@@ -144,28 +155,30 @@ pub fn run_all(root: &Path, options: &Options) -> Result<Vec<MutantResult>> {
                 continue;
             }
         };
-        if !options.selects(&[&header.name, &header.model()]) {
-            continue;
-        }
-        eprint!("verify: mutant {} ({}) ... ", header.name, header.model());
-        let start = std::time::Instant::now();
-        let outcome = scratch.check(&header, &patch, options)?;
-        let seconds = start.elapsed().as_secs_f64();
-        match &outcome {
-            Outcome::Error(e) => {
-                let first = e.lines().next().unwrap_or_default();
-                eprintln!("ERROR ({seconds:.1} s): {first}");
+        for model in &header.models {
+            if !options.selects(&[&header.name, &model.model()]) {
+                continue;
             }
-            other => eprintln!("{} ({seconds:.1} s)", other.label()),
+            eprint!("verify: mutant {} ({}) ... ", header.name, model.model());
+            let start = std::time::Instant::now();
+            let outcome = scratch.check(&header.name, model, &patch, options)?;
+            let seconds = start.elapsed().as_secs_f64();
+            match &outcome {
+                Outcome::Error(e) => {
+                    let first = e.lines().next().unwrap_or_default().trim_end_matches(':');
+                    eprintln!("ERROR ({seconds:.1} s): {first}");
+                }
+                other => eprintln!("{} ({seconds:.1} s)", other.label()),
+            }
+            let ran = !matches!(outcome, Outcome::Error(_));
+            results.push(MutantResult {
+                model: model.model(),
+                log: ran.then(|| scratch.log_path(&header.name, model)),
+                name: header.name.clone(),
+                outcome,
+                seconds,
+            });
         }
-        let ran = !matches!(outcome, Outcome::Error(_));
-        results.push(MutantResult {
-            model: header.model(),
-            log: ran.then(|| scratch.log_path(&header.name)),
-            name: header.name,
-            outcome,
-            seconds,
-        });
     }
     Ok(results)
 }
@@ -211,26 +224,32 @@ impl Scratch {
 
     /// Resyncs the copy, applies `patch`, builds the model's test file and runs the model.
     /// `Err` only for failures of the harness itself (a missing `git`, an unwritable disk).
-    fn check(&mut self, header: &Header, patch: &Path, options: &Options) -> Result<Outcome> {
+    fn check(
+        &mut self,
+        name: &str,
+        model: &ModelRef,
+        patch: &Path,
+        options: &Options,
+    ) -> Result<Outcome> {
         self.sync()?;
         if let Err(e) = self.apply(patch)? {
             return Ok(Outcome::Error(format!("patch does not apply:\n{e}")));
         }
-        let checker = Checker::of_test_file(&header.file).expect("checked by parse_header");
+        let checker = Checker::of_test_file(&model.file).expect("checked by parse_header");
         let target_dir = self.base.join(format!("target-{checker}"));
-        let files = [header.file.clone()];
+        let files = [model.file.clone()];
         let build = match Build::compile(checker, &self.dir, &target_dir, &files, false) {
             Ok(build) => build,
             Err(e) => return Ok(Outcome::Error(format!("mutant does not build: {e}"))),
         };
-        if !build.list(&header.file)?.contains(&header.test) {
+        if !build.list(&model.file)?.contains(&model.test) {
             return Ok(Outcome::Error(format!(
                 "no test `{}` in models/tests/{}.rs",
-                header.test, header.file
+                model.test, model.file
             )));
         }
-        let log = self.log_path(&header.name);
-        let run = build.run(&header.file, &header.test, options.timeout, &log)?;
+        let log = self.log_path(name, model);
+        let run = build.run(&model.file, &model.test, options.timeout, &log)?;
         Ok(if run.timed_out() {
             Outcome::TimedOut
         } else if run.success() {
@@ -240,14 +259,14 @@ impl Scratch {
         })
     }
 
-    /// `target/verify-logs/mutants/<name>.log`: the output of the mutant's model run.
-    fn log_path(&self, name: &str) -> PathBuf {
+    /// `target/verify-logs/mutants/<name>--<file>.log`: the output of one model run on the mutant.
+    fn log_path(&self, name: &str, model: &ModelRef) -> PathBuf {
         let logs = self
             .source
             .join("target")
             .join("verify-logs")
             .join("mutants");
-        logs.join(format!("{name}.log"))
+        logs.join(format!("{name}--{}.log", model.file))
     }
 
     /// Makes the scratch directory hold exactly the workspace's files, with their content.
@@ -386,9 +405,13 @@ diff --git a/core/src/refs.rs b/core/src/refs.rs
     fn header() {
         let header = parse_header(PATCH).unwrap();
         assert_eq!(header.name, "seed_try_inc_leak");
-        assert_eq!(header.file, "loom_refs");
-        assert_eq!(header.test, "two_try_inc_race_last_dec_refs");
-        assert_eq!(header.model(), "loom_refs::two_try_inc_race_last_dec_refs");
+        assert_eq!(header.models.len(), 1);
+        assert_eq!(header.models[0].file, "loom_refs");
+        assert_eq!(header.models[0].test, "two_try_inc_race_last_dec_refs");
+        assert_eq!(
+            header.models[0].model(),
+            "loom_refs::two_try_inc_race_last_dec_refs"
+        );
         assert!(header
             .why
             .unwrap()
@@ -399,8 +422,29 @@ diff --git a/core/src/refs.rs b/core/src/refs.rs
     fn header_with_module_path_in_test_name() {
         let text = PATCH.replace("::two_try", "::refs::two_try");
         let header = parse_header(&text).unwrap();
-        assert_eq!(header.file, "loom_refs");
-        assert_eq!(header.test, "refs::two_try_inc_race_last_dec_refs");
+        assert_eq!(header.models[0].file, "loom_refs");
+        assert_eq!(
+            header.models[0].test,
+            "refs::two_try_inc_race_last_dec_refs"
+        );
+    }
+
+    #[test]
+    fn header_with_several_models_keeps_them_in_order() {
+        let text = PATCH.replace(
+            "Model: loom_refs::two_try_inc_race_last_dec_refs\n",
+            "Model: loom_refs::two_try_inc_race_last_dec_refs\nModel: shuttle_refs::many_holders\n",
+        );
+        let header = parse_header(&text).unwrap();
+        let models: Vec<_> = header.models.iter().map(ModelRef::model).collect();
+        assert_eq!(
+            models,
+            [
+                "loom_refs::two_try_inc_race_last_dec_refs",
+                "shuttle_refs::many_holders"
+            ]
+        );
+        assert!(parse_header(&text.replace("shuttle_refs::", "refs::")).is_err());
     }
 
     #[test]

@@ -96,19 +96,16 @@ impl Report {
                 Outcome::Error(e) => {
                     let _ = writeln!(out, "\n--- mutant {} is an error:\n{e}", m.name);
                 }
-                Outcome::Survived => {
-                    let _ = writeln!(
-                        out,
-                        "\n--- mutant {} survived: {} passed on it",
-                        m.name, m.model
-                    );
-                }
-                Outcome::TimedOut => {
-                    let _ = writeln!(
-                        out,
-                        "\n--- mutant {} survived: {} ran out of time on it (see --timeout)",
-                        m.name, m.model
-                    );
+                Outcome::Survived | Outcome::TimedOut => {
+                    let how = if m.outcome == Outcome::TimedOut {
+                        "ran out of time on it (see --timeout)"
+                    } else {
+                        "passed on it"
+                    };
+                    let _ = writeln!(out, "\n--- mutant {} survived: {} {how}", m.name, m.model);
+                    if let Some(log) = &m.log {
+                        let _ = writeln!(out, "full output: {}", log.display());
+                    }
                 }
                 Outcome::Killed => {}
             }
@@ -261,6 +258,7 @@ mod tests {
                 model: "loom_refs::two_try_inc_race_last_dec_refs".into(),
                 outcome: Outcome::Killed,
                 seconds: 12.34,
+                log: None,
             }],
         }
     }
