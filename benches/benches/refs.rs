@@ -15,16 +15,23 @@
 //! Every benchmarked object holds one reference for the whole run, so no operation here ever
 //! destroys it (`unexpected_destroy` panics if one does).
 //!
+//! After the criterion groups, the same variants run again *interleaved* (see
+//! `refwatch_benches::interleaved`): short slots in turn, round after round, reporting the
+//! median of the per-round ratios, which a busy machine disturbs far less than criterion's
+//! one-benchmark-after-another ratios. `REFWATCH_BENCH_ROUNDS` sets the rounds (default 30;
+//! 0 skips them); they only run under `cargo bench`, not `cargo test --benches`.
+//!
 //! Times are the measured thread's CPU time by default (the machines are shared: see
 //! `refwatch_benches::Clock`); `REFWATCH_BENCH_CLOCK=wall` switches to wall-clock time.
 //!
 //! Run: `cargo bench -p refwatch-benches --bench refs -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
+use refwatch_benches::interleaved::{compare, Variant};
 use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
 use std::hint::black_box;
 use std::sync::{Arc, Weak};
@@ -148,7 +155,9 @@ fn contended<Op: Fn() + Sync>(group: &mut Group<'_>, clock: Clock, name: &str, o
     let ((), stats) = with_helper(clock, &op, |probe| {
         group.bench_function(name, |b| b.iter_custom(|iters| probe.time(iters, &op)));
     });
-    eprintln!("try_inc_dec_contended_2t/{name}: {stats}");
+    if stats.windows > 0 {
+        eprintln!("try_inc_dec_contended_2t/{name}: {stats}");
+    }
 }
 
 fn bench_try_inc_dec_contended(c: &mut Criterion<BenchClock>) {
@@ -202,4 +211,131 @@ criterion_group! {
         bench_try_inc_dec_contended,
         bench_handle_create_destroy
 }
-criterion_main!(benches);
+
+// ---------------------------------------------------------------------------------------------
+// Interleaved comparisons
+// ---------------------------------------------------------------------------------------------
+
+/// Rounds of the interleaved comparisons: `REFWATCH_BENCH_ROUNDS`, 30 by default.
+fn rounds() -> usize {
+    match std::env::var("REFWATCH_BENCH_ROUNDS") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("REFWATCH_BENCH_ROUNDS={v:?}: expected a number")),
+        Err(_) => 30,
+    }
+}
+
+/// `n` round trips of `op` on `x` (`op` is a function item, so the loop is monomorphic).
+fn times<'a, X, F>(x: &'a X, op: F) -> impl Fn(u64) + Sync + 'a
+where
+    X: Sync + ?Sized,
+    F: Fn(&X) + Sync + 'a,
+{
+    move |n| {
+        for _ in 0..n {
+            op(x);
+        }
+    }
+}
+
+fn interleaved(rounds: usize) {
+    let clock = Clock::from_env();
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let refs_inc = times(&*refs, inc_dec);
+    let sticky_inc = times(&*sticky, inc_dec);
+    let refs_try = times(&*refs, try_inc_dec);
+    let sticky_try = times(&*sticky, try_inc_dec);
+    let arc_clone = times(&arc, arc_clone_drop);
+    let weak_upgrade = times(&weak, weak_upgrade_drop);
+    let v = |name, run| Variant { name, run };
+
+    let inc = [
+        v("Refs", &refs_inc),
+        v("StickyRefs", &sticky_inc),
+        v("Arc_clone_drop", &arc_clone),
+    ];
+    let tries = [
+        v("Refs", &refs_try),
+        v("StickyRefs", &sticky_try),
+        v("Weak_upgrade_drop", &weak_upgrade),
+        v("Arc_clone_drop", &arc_clone),
+    ];
+    let c = compare("inc_dec", clock, &inc, rounds, 1 << 20, false);
+    println!("{}", c.table(&["Arc_clone_drop"]));
+    let baselines = ["Weak_upgrade_drop", "Arc_clone_drop"];
+    let c = compare(
+        "try_inc_dec_uncontended",
+        clock,
+        &tries,
+        rounds,
+        1 << 20,
+        false,
+    );
+    println!("{}", c.table(&baselines));
+    let c = compare(
+        "try_inc_dec_contended_2t",
+        clock,
+        &tries,
+        rounds,
+        1 << 16,
+        true,
+    );
+    println!("{}", c.table(&baselines));
+
+    let off = refwatch::sync::Arc::new(Registry::new(LeakMode::Off));
+    let warn = refwatch::sync::Arc::new(Registry::new(LeakMode::Warn));
+    let handles = |registry: &refwatch::sync::Arc<Registry>, sticky: bool| {
+        let registry = registry.clone();
+        move |n: u64| {
+            for _ in 0..n {
+                if sticky {
+                    drop(black_box(
+                        Counted::<Payload, StickyRefs<Payload>>::builder(black_box(7))
+                            .registry(&registry)
+                            .build(),
+                    ));
+                } else {
+                    drop(black_box(
+                        Counted::<Payload, Refs<Payload>>::builder(black_box(7))
+                            .registry(&registry)
+                            .build(),
+                    ));
+                }
+            }
+        }
+    };
+    let (refs_off, sticky_off) = (handles(&off, false), handles(&off, true));
+    let (refs_warn, sticky_warn) = (handles(&warn, false), handles(&warn, true));
+    let create = [
+        v("Refs_leak_off", &refs_off),
+        v("StickyRefs_leak_off", &sticky_off),
+        v("Refs_leak_warn", &refs_warn),
+        v("StickyRefs_leak_warn", &sticky_warn),
+    ];
+    let c = compare(
+        "handle_create_destroy",
+        clock,
+        &create,
+        rounds,
+        1 << 16,
+        false,
+    );
+    println!("{}", c.table(&["Refs_leak_off", "StickyRefs_leak_off"]));
+    assert_eq!(warn.live_count(), 0, "every handle left the registry");
+}
+
+fn main() {
+    benches();
+    // Only under `cargo bench` (which passes `--bench`), not `cargo test --benches`.
+    let rounds = rounds();
+    if rounds > 0 && std::env::args().any(|a| a == "--bench") {
+        interleaved(rounds);
+    }
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -122,16 +122,18 @@ impl<T> Deref for Padded<T> {
 
 /// How many operations the helper does between two checks of the stop flag and two
 /// publications of its progress.
-const HELPER_BATCH: u64 = 64;
+pub(crate) const HELPER_BATCH: u64 = 64;
 
 /// Measured operations per chunk. Each chunk is timed on its own (two clock reads, well under
 /// 1% of a chunk) and kept only if the helper ran beside it.
-const CHUNK: u64 = 8192;
+pub const CHUNK: u64 = 4096;
 
 /// After this many discarded chunks in a row the helper is taken to be unable to get a core,
 /// and chunks are kept anyway (counted in [`HelperStats::forced_chunks`]), so a benchmark
 /// always ends.
 const MAX_DISCARDS_IN_A_ROW: u64 = 20_000;
+
+pub mod interleaved;
 
 /// What the helper thread did while the measured thread was timing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,10 +142,11 @@ pub struct HelperStats {
     pub pinned: Option<(usize, usize)>,
     /// Timed windows (one per `iter_custom` call, warm-up included).
     pub windows: u64,
-    /// Chunks of 8192 operations timed.
+    /// Chunks of 4096 operations timed.
     pub chunks: u64,
-    /// Chunks kept because the helper did at least half as many operations during them:
-    /// the two threads ran at the same time. Only these make up the reported time.
+    /// Chunks kept because the helper did between half and twice as many operations during
+    /// them: the two threads ran at the same time, for (nearly) the whole chunk. Only these
+    /// make up the reported time.
     pub kept_chunks: u64,
     /// Chunks kept without the helper, after too many discards in a row.
     pub forced_chunks: u64,
@@ -206,11 +209,13 @@ impl Probe<'_> {
     /// The time `iters` calls of `op` take on this thread while the helper runs beside it.
     ///
     /// Waits until the helper has done its first batch of operations (so it is running, not
-    /// just spawned). Then runs `op` in chunks of 8192 calls, timing each with the probe's
-    /// clock, and keeps a chunk only if the helper did at least half as many operations
-    /// meanwhile — on a busy machine the two threads are often not on a CPU at the same time,
-    /// and a chunk run alone measures the uncontended cost. Returns the kept chunks' time
-    /// scaled to `iters` calls (at least one chunk runs, whatever `iters`).
+    /// just spawned). Then runs `op` in chunks of 4096 calls, timing each with the probe's
+    /// clock, and keeps a chunk only if the helper did between half and twice as many
+    /// operations meanwhile. On a busy machine the two threads are often not on a CPU at the
+    /// same time: a chunk during which the helper was descheduled measures the uncontended
+    /// cost (the helper did too few operations), and one during which this thread was
+    /// descheduled lets the helper run alone (it did far too many). Returns the kept chunks'
+    /// time scaled to `iters` calls (at least one chunk runs, whatever `iters`).
     pub fn time(&self, iters: u64, op: impl Fn()) -> Duration {
         while self.progress.load(Ordering::Relaxed) == 0 {
             spin_loop();
@@ -218,38 +223,89 @@ impl Probe<'_> {
             thread::yield_now();
         }
         let mut stats = self.stats.get();
-        let (mut kept_ops, mut kept_time, mut discards) = (0u64, Duration::ZERO, 0u64);
-        while kept_ops < iters.max(1) {
-            let helper_before = self.progress.load(Ordering::Relaxed);
-            let start = self.clock.now();
-            for _ in 0..CHUNK {
-                op();
-            }
-            let elapsed = self.clock.now() - start;
-            let helper = self.progress.load(Ordering::Relaxed) - helper_before;
-            stats.chunks += 1;
-            let beside = helper * 2 >= CHUNK;
-            if beside || !self.condition || discards >= MAX_DISCARDS_IN_A_ROW {
-                kept_ops += CHUNK;
-                kept_time += elapsed;
-                stats.kept_chunks += 1;
-                stats.forced_chunks += u64::from(!beside);
-                stats.helper_ops_in_kept += helper;
-                discards = 0;
-            } else {
-                discards += 1;
-            }
-        }
+        let (kept_time, kept_ops) = time_chunks(
+            self.clock,
+            self.condition.then_some(self.progress),
+            &mut stats,
+            iters.max(1),
+            || {
+                for _ in 0..CHUNK {
+                    op();
+                }
+            },
+        );
         stats.windows += 1;
         self.stats.set(stats);
-        let nanos = kept_time.as_nanos() * u128::from(iters) / u128::from(kept_ops);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        scale(kept_time, kept_ops, iters)
     }
 
     /// What has been recorded so far.
     pub fn stats(&self) -> HelperStats {
         self.stats.get()
     }
+}
+
+/// Runs `chunk` (which does [`CHUNK`] operations) until `target` operations have been kept,
+/// and returns the kept chunks' time and operation count.
+///
+/// With `helper` (its progress counter), a chunk is kept only if the helper did between half
+/// and twice as many operations meanwhile (see [`Probe::time`]), or after
+/// `MAX_DISCARDS_IN_A_ROW` discards; without, every chunk is kept.
+pub(crate) fn time_chunks(
+    clock: Clock,
+    helper: Option<&Padded<AtomicU64>>,
+    stats: &mut HelperStats,
+    target: u64,
+    chunk: impl Fn(),
+) -> (Duration, u64) {
+    let (mut kept_ops, mut kept_time, mut discards) = (0u64, Duration::ZERO, 0u64);
+    let progress = || helper.map_or(0, |p| p.load(Ordering::Relaxed));
+    while kept_ops < target {
+        let helper_before = progress();
+        let start = clock.now();
+        chunk();
+        let elapsed = clock.now() - start;
+        let helper_ops = progress() - helper_before;
+        stats.chunks += 1;
+        let beside = CHUNK <= 2 * helper_ops && helper_ops <= 2 * CHUNK;
+        if beside || helper.is_none() || discards >= MAX_DISCARDS_IN_A_ROW {
+            kept_ops += CHUNK;
+            kept_time += elapsed;
+            stats.kept_chunks += 1;
+            stats.forced_chunks += u64::from(!beside);
+            stats.helper_ops_in_kept += helper_ops;
+            discards = 0;
+        } else {
+            discards += 1;
+        }
+    }
+    (kept_time, kept_ops)
+}
+
+/// `time` for `ops` operations, scaled to `iters` operations.
+fn scale(time: Duration, ops: u64, iters: u64) -> Duration {
+    let nanos = time.as_nanos() * u128::from(iters) / u128::from(ops.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// Pins the calling thread to the first of two CPUs it may run on, and returns its previous
+/// affinity (to restore with [`unpin`]) and the pair; `None` where it cannot.
+pub(crate) fn pin_pair() -> Option<(affinity::Mask, (usize, usize))> {
+    let original = affinity::get()?;
+    match affinity::cpus(&original)[..] {
+        [a, b, ..] if affinity::set(&affinity::single(a)) => Some((original, (a, b))),
+        _ => None,
+    }
+}
+
+/// Pins the calling thread to `cpu` (best effort).
+pub(crate) fn pin_to(cpu: usize) {
+    affinity::set(&affinity::single(cpu));
+}
+
+/// Restores the affinity [`pin_pair`] returned.
+pub(crate) fn unpin(original: &affinity::Mask) {
+    affinity::set(original);
 }
 
 /// Runs `body` on this thread while a helper thread calls `op` in a loop; stops and joins the
@@ -268,16 +324,12 @@ where
 {
     let stop = Padded(AtomicBool::new(false));
     let progress = Padded(AtomicU64::new(0));
-    let original = affinity::get();
-    let cpus = original.as_ref().map(affinity::cpus).unwrap_or_default();
-    let pinned = match cpus[..] {
-        [a, b, ..] if affinity::set(&affinity::single(a)) => Some((a, b)),
-        _ => None,
-    };
+    let pinning = pin_pair();
+    let pinned = pinning.as_ref().map(|&(_, pair)| pair);
     thread::scope(|s| {
         let helper = s.spawn(|| {
             if let Some((_, b)) = pinned {
-                affinity::set(&affinity::single(b));
+                pin_to(b);
             }
             let mut done = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -300,8 +352,8 @@ where
         let result = body(&probe);
         stop.store(true, Ordering::Relaxed);
         helper.join().expect("benchmark helper thread panicked");
-        if let (Some(mask), Some(_)) = (&original, pinned) {
-            affinity::set(mask);
+        if let Some((original, _)) = &pinning {
+            unpin(original);
         }
         (result, probe.stats())
     })
@@ -389,8 +441,8 @@ mod tests {
         });
         assert!(elapsed > Duration::ZERO);
         assert_eq!(stats.windows, 10);
-        // 10_000 operations take two chunks of 8192 in every window.
-        assert!(stats.kept_chunks >= 20);
+        // 10_000 operations take three chunks of 4096 in every window.
+        assert!(stats.kept_chunks >= 30);
         assert!(stats.chunks >= stats.kept_chunks);
         // The probe waited for the helper's first batch, so it did at least that many.
         assert!(counter.load(Ordering::Relaxed) >= stats.chunks * CHUNK + HELPER_BATCH);

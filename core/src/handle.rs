@@ -128,14 +128,15 @@ pub struct WeakCounted<T, C: RefCounter = Refs<T>> {
 }
 
 /// Options for a new [`Counted`]: destructor callback and leak registry.
-pub struct Builder<T, C> {
+pub struct Builder<'r, T, C> {
     value: T,
     on_destroy: Option<OnDestroy<T>>,
-    registry: Option<Arc<Registry>>,
+    /// `None`: the global registry.
+    registry: Option<&'r Arc<Registry>>,
     _counter: std::marker::PhantomData<fn() -> C>,
 }
 
-impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
+impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
     /// Runs `f` with the object when its life ends, exactly once, instead of dropping it.
     pub fn on_destroy(mut self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_destroy = Some(Box::new(f));
@@ -143,15 +144,21 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
     }
 
     /// Registers with `registry` (when its mode is not off) instead of the global registry.
-    pub fn registry(mut self, registry: &Arc<Registry>) -> Self {
-        self.registry = Some(Arc::clone(registry));
-        self
+    pub fn registry<'a>(self, registry: &'a Arc<Registry>) -> Builder<'a, T, C> {
+        Builder {
+            value: self.value,
+            on_destroy: self.on_destroy,
+            registry: Some(registry),
+            _counter: std::marker::PhantomData,
+        }
     }
 
     /// The handle, holding the object's one reference.
     pub fn build(self) -> Counted<T, C> {
-        let registry = self.registry.unwrap_or_else(Registry::global);
-        let registry = registry.enabled().then_some(registry);
+        // One reading of the mode decides both registration and unregistration; with checking
+        // off, the handle does not even keep the registry.
+        let registry = self.registry.unwrap_or_else(|| leak::global_ref());
+        let registry = registry.enabled().then(|| Arc::clone(registry));
         let log = registry
             .as_ref()
             .is_some_and(|r| r.logs_refs_of(type_name::<T>()));
@@ -179,7 +186,7 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Counted<T, C> {
     }
 
     /// Options for a new handle.
-    pub fn builder(value: T) -> Builder<T, C> {
+    pub fn builder(value: T) -> Builder<'static, T, C> {
         Builder {
             value,
             on_destroy: None,
@@ -284,7 +291,7 @@ impl<T, C: RefCounter> fmt::Debug for WeakCounted<T, C> {
     }
 }
 
-impl<T, C> fmt::Debug for Builder<T, C> {
+impl<T, C> fmt::Debug for Builder<'_, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("type", &type_name::<T>())

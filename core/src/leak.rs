@@ -254,7 +254,7 @@ impl Registry {
     /// value is logged as an error and leaves checking off — call [`LeakMode::from_env`] at
     /// start-up to turn it into an error of your own.
     pub fn global() -> Arc<Registry> {
-        Arc::clone(&GLOBAL)
+        Arc::clone(global_ref())
     }
 
     fn from_env() -> Registry {
@@ -415,6 +415,11 @@ impl fmt::Debug for Registry {
             .field("live", &self.live_count())
             .finish()
     }
+}
+
+/// The process-wide registry, without cloning it.
+pub(crate) fn global_ref() -> &'static Arc<Registry> {
+    &GLOBAL
 }
 
 /// Logs one reference event of object `id` with the count after it and a backtrace.
