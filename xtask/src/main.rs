@@ -81,10 +81,12 @@ fn verify(root: &Path, options: &Options) -> Result<bool> {
     if options.json {
         println!("{}", report.to_json());
         eprintln!("{}", report.summary());
+        eprintln!("{}", report.tally());
     } else {
         print!("{}", report.table());
         print!("{}", report.failures());
         println!("{}", report.summary());
+        println!("{}", report.tally());
     }
     Ok(report.all_good())
 }

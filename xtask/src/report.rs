@@ -135,6 +135,20 @@ impl Report {
         )
     }
 
+    /// `verify: 29 passed, 0 failed`: every model that passed and mutant that was killed,
+    /// against every model that failed and mutant that survived or errored. The plain closing
+    /// line that CI reads.
+    pub fn tally(&self) -> String {
+        let passed = self.models.iter().filter(|m| m.passed).count()
+            + self
+                .mutants
+                .iter()
+                .filter(|m| m.outcome == Outcome::Killed)
+                .count();
+        let total = self.models.len() + self.mutants.len();
+        format!("verify: {passed} passed, {} failed", total - passed)
+    }
+
     /// `{"models":[{"name","checker","passed","seconds","preemption_bound","iterations"}],
     /// "mutants":[{"name","model","killed"}]}`, plus a few fields that explain failures.
     pub fn to_json(&self) -> Value {
@@ -308,6 +322,7 @@ mod tests {
             report.summary(),
             "verify: 2 models passed, 1 failed; 1 mutants killed, 0 survived, 0 errors"
         );
+        assert_eq!(report.tally(), "verify: 3 passed, 1 failed");
         assert!(!report.all_good());
     }
 
