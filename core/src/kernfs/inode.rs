@@ -254,33 +254,33 @@ pub trait Inode: Send + Sync + 'static {
 
     /// Makes an empty regular file called `name`; returns it with a reference for the caller.
     fn new_file(&self, _name: &str) -> Result<InodeRef> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Makes an empty directory called `name`; returns it with a reference for the caller.
     fn new_dir(&self, _name: &str) -> Result<InodeRef> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Makes a symlink called `name` to `target`; returns it with a reference for the caller.
     fn new_symlink(&self, _name: &str, _target: &str) -> Result<InodeRef> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Adds `target` under `name` (a hard link, or a child when building a tree); returns it
     /// with a new reference for the caller.
     fn new_link(&self, _name: &str, _target: &InodeRef) -> Result<InodeRef> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Removes the non-directory `child` called `name`.
     fn unlink(&self, _name: &str, _child: &InodeRef) -> Result<()> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Removes the empty directory `child` called `name`.
     fn rmdir(&self, _name: &str, _child: &InodeRef) -> Result<()> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// Moves `child` from `old` here to `new` in `dst`, first removing `replaced` (the inode
@@ -296,7 +296,7 @@ pub trait Inode: Send + Sync + 'static {
         _dst: &InodeRef,
         _replaced: Option<&InodeRef>,
     ) -> Result<()> {
-        Err(self.not_a_dir_or_not_permitted())
+        Err(refusal(self.kind()))
     }
 
     /// This directory's ordered children, if it keeps them in [`OrderedChildren`] (which is
@@ -334,14 +334,15 @@ pub trait Inode: Send + Sync + 'static {
     /// Ends the inode's life: called exactly once, when its last reference is dropped.
     /// Directories drop their references on their children here.
     fn destroy(&self) {}
+}
 
-    #[doc(hidden)]
-    fn not_a_dir_or_not_permitted(&self) -> Error {
-        if self.kind() == Kind::Dir {
-            Error::NotPermitted
-        } else {
-            Error::NotDir
-        }
+/// The error of a directory operation an inode does not implement: a directory refuses it
+/// (`EPERM`), anything else is not a directory (`ENOTDIR`).
+fn refusal(kind: Kind) -> Error {
+    if kind == Kind::Dir {
+        Error::NotPermitted
+    } else {
+        Error::NotDir
     }
 }
 
