@@ -7,6 +7,7 @@
 //! - [`sync`]: the shim that switches every primitive to loom (`--cfg loom`) or shuttle
 //!   (`--cfg shuttle`), so that the code that ships is the code that is checked.
 //! - [`time`]: the injected [`Clock`](time::Clock).
+//! - [`kernfs`]: a dentry/inode tree with deferred DecRef and a bounded dentry cache.
 //!
 //! ```
 //! use refwatch::handle::Counted;
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod handle;
+pub mod kernfs;
 pub mod leak;
 pub mod refs;
 pub mod sync;

@@ -85,6 +85,21 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
+/// An `Arc<T>` made from a `Box<T>`, for unsized `T` such as a trait object.
+///
+/// `std`'s `Arc` coerces `Arc<S>` to `Arc<dyn Trait>`, loom's cannot (it has no
+/// `CoerceUnsized`), but a `Box` coerces on every backend: box the value as the trait object,
+/// then call this.
+///
+/// ```
+/// use refwatch::sync::{arc_from_box, Arc};
+/// let shown: Arc<dyn std::fmt::Display + Send + Sync> = arc_from_box(Box::new(7));
+/// assert_eq!(shown.to_string(), "7");
+/// ```
+pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+    backend::arc_from_box(value)
+}
+
 /// Hints that the caller is spinning. Under the model checkers this yields to the scheduler,
 /// so that a spin-wait cannot starve the thread it waits for.
 pub fn spin_loop() {
@@ -146,6 +161,10 @@ mod backend {
         loom::thread::yield_now();
     }
 
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from_std(std::sync::Arc::from(value))
+    }
+
     #[derive(Debug)]
     pub struct UnsafeCell<T: ?Sized>(loom::cell::UnsafeCell<T>);
 
@@ -189,6 +208,10 @@ mod backend {
         shuttle::thread::yield_now();
     }
 
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from(value)
+    }
+
     /// `lazy_static!` that shuttle resets on every execution.
     macro_rules! lazy_static {
         ($($t:tt)*) => { shuttle::lazy_static! { $($t)* } };
@@ -209,6 +232,10 @@ mod backend {
 
     pub fn spin_loop() {
         std::hint::spin_loop();
+    }
+
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from(value)
     }
 
     /// `lazy_static!` on top of `std::sync::LazyLock`.
