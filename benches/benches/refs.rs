@@ -1,1 +1,341 @@
-fn main() {}
+//! refwatch's reference counters against the designs they replace, side by side.
+//!
+//! Every group holds both counters and their `std::sync::Arc` baseline, so that criterion
+//! measures them in the same run, under the same machine load, and BENCHMARKS.md can report
+//! ratios rather than absolute times:
+//!
+//! - `inc_dec`: `inc_ref` + `dec_ref` against `Arc` clone + drop.
+//! - `try_inc_dec_uncontended`: `try_inc_ref` + `dec_ref` against `Weak::upgrade` + drop
+//!   (a load and a compare-and-swap loop), with `Arc` clone + drop for reference.
+//! - `try_inc_dec_contended_2t`: the same four, while a second thread does the same
+//!   operation on the same object in a loop (see `refwatch_benches::with_helper`).
+//! - `handle_create_destroy`: a `Counted` handle built and dropped with a registry instance
+//!   in `LeakMode::Off` and in `LeakMode::Warn`, for both counters.
+//!
+//! Every benchmarked object holds one reference for the whole run, so no operation here ever
+//! destroys it (`unexpected_destroy` panics if one does).
+//!
+//! After the criterion groups, the same variants run again *interleaved* (see
+//! `refwatch_benches::interleaved`): short slots in turn, round after round, reporting the
+//! median of the per-round ratios, which a busy machine disturbs far less than criterion's
+//! one-benchmark-after-another ratios. `REFWATCH_BENCH_ROUNDS` sets the rounds (default 30;
+//! 0 skips them); they only run under `cargo bench`, not `cargo test --benches`.
+//!
+//! Times are the measured thread's CPU time by default (the machines are shared: see
+//! `refwatch_benches::Clock`); `REFWATCH_BENCH_CLOCK=wall` switches to wall-clock time.
+//!
+//! Run: `cargo bench -p refwatch-benches --bench refs -- --warm-up-time 1 --measurement-time 3`.
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use refwatch::handle::Counted;
+use refwatch::leak::{LeakMode, Registry};
+use refwatch::refs::{RefCounter, Refs, StickyRefs};
+use refwatch_benches::interleaved::{compare, Variant};
+use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
+use std::hint::black_box;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// criterion's measurement through [`Clock`]: thread CPU time or wall time, in nanoseconds.
+struct BenchClock(Clock);
+
+impl Measurement for BenchClock {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        self.0.now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        self.0.now() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Durations in nanoseconds, shown exactly as criterion shows wall time.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+type Group<'a> = BenchmarkGroup<'a, BenchClock>;
+
+fn config() -> Criterion<BenchClock> {
+    let clock = Clock::from_env();
+    eprintln!("refwatch benches: timing with {clock}");
+    Criterion::default().with_measurement(BenchClock(clock))
+}
+
+/// The type the counters count (it only names the object in panic messages).
+struct Object;
+
+/// The payload of the `Arc` baselines and of the handles.
+type Payload = u64;
+
+// ---------------------------------------------------------------------------------------------
+// The operations, one round trip each
+// ---------------------------------------------------------------------------------------------
+
+#[inline(always)]
+fn inc_dec<C: RefCounter>(counter: &C) {
+    let counter = black_box(counter);
+    counter.inc_ref();
+    counter.dec_ref(unexpected_destroy);
+}
+
+#[inline(always)]
+fn try_inc_dec<C: RefCounter>(counter: &C) {
+    let counter = black_box(counter);
+    if counter.try_inc_ref(unexpected_destroy) {
+        counter.dec_ref(unexpected_destroy);
+    } else {
+        unexpected_destroy();
+    }
+}
+
+#[inline(always)]
+fn arc_clone_drop(arc: &Arc<Payload>) {
+    drop(black_box(Arc::clone(black_box(arc))));
+}
+
+#[inline(always)]
+fn weak_upgrade_drop(weak: &Weak<Payload>) {
+    drop(black_box(black_box(weak).upgrade()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------------------------
+
+fn bench_inc_dec(c: &mut Criterion<BenchClock>) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+
+    let mut group = c.benchmark_group("inc_dec");
+    group.bench_function("Refs", |b| b.iter(|| inc_dec(&*refs)));
+    group.bench_function("StickyRefs", |b| b.iter(|| inc_dec(&*sticky)));
+    group.bench_function("Arc_clone_drop", |b| b.iter(|| arc_clone_drop(&arc)));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+fn bench_try_inc_dec_uncontended(c: &mut Criterion<BenchClock>) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let mut group = c.benchmark_group("try_inc_dec_uncontended");
+    group.bench_function("Refs", |b| b.iter(|| try_inc_dec(&*refs)));
+    group.bench_function("StickyRefs", |b| b.iter(|| try_inc_dec(&*sticky)));
+    group.bench_function("Weak_upgrade_drop", |b| b.iter(|| weak_upgrade_drop(&weak)));
+    group.bench_function("Arc_clone_drop", |b| b.iter(|| arc_clone_drop(&arc)));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+/// Benchmarks `op` on this thread while a helper thread, spawned once for this benchmark,
+/// does `op` on the same object in a loop; prints how much the two overlapped.
+fn contended<Op: Fn() + Sync>(group: &mut Group<'_>, clock: Clock, name: &str, op: Op) {
+    let ((), stats) = with_helper(clock, &op, |probe| {
+        group.bench_function(name, |b| b.iter_custom(|iters| probe.time(iters, &op)));
+    });
+    if stats.windows > 0 {
+        eprintln!("try_inc_dec_contended_2t/{name}: {stats}");
+    }
+}
+
+fn bench_try_inc_dec_contended(c: &mut Criterion<BenchClock>) {
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let clock = Clock::from_env();
+    let mut group = c.benchmark_group("try_inc_dec_contended_2t");
+    contended(&mut group, clock, "Refs", || try_inc_dec(&*refs));
+    contended(&mut group, clock, "StickyRefs", || try_inc_dec(&*sticky));
+    contended(&mut group, clock, "Weak_upgrade_drop", || {
+        weak_upgrade_drop(&weak)
+    });
+    contended(&mut group, clock, "Arc_clone_drop", || arc_clone_drop(&arc));
+    group.finish();
+
+    assert_eq!(refs.read_refs(), 1);
+    assert_eq!(sticky.read_refs(), 1);
+    assert_eq!(Arc::strong_count(&arc), 1);
+}
+
+fn create_destroy<C: RefCounter + 'static>(group: &mut Group<'_>, counter: &str, mode: LeakMode) {
+    let registry = refwatch::sync::Arc::new(Registry::new(mode));
+    group.bench_function(format!("{counter}_leak_{mode}"), |b| {
+        b.iter(|| {
+            let handle = Counted::<Payload, C>::builder(black_box(7))
+                .registry(&registry)
+                .build();
+            drop(black_box(handle));
+        })
+    });
+    assert_eq!(registry.live_count(), 0, "every handle left the registry");
+}
+
+fn bench_handle_create_destroy(c: &mut Criterion<BenchClock>) {
+    let mut group = c.benchmark_group("handle_create_destroy");
+    for mode in [LeakMode::Off, LeakMode::Warn] {
+        create_destroy::<Refs<Payload>>(&mut group, "Refs", mode);
+        create_destroy::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_inc_dec,
+        bench_try_inc_dec_uncontended,
+        bench_try_inc_dec_contended,
+        bench_handle_create_destroy
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interleaved comparisons
+// ---------------------------------------------------------------------------------------------
+
+/// Rounds of the interleaved comparisons: `REFWATCH_BENCH_ROUNDS`, 30 by default.
+fn rounds() -> usize {
+    match std::env::var("REFWATCH_BENCH_ROUNDS") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("REFWATCH_BENCH_ROUNDS={v:?}: expected a number")),
+        Err(_) => 30,
+    }
+}
+
+/// `n` round trips of `op` on `x` (`op` is a function item, so the loop is monomorphic).
+fn times<'a, X, F>(x: &'a X, op: F) -> impl Fn(u64) + Sync + 'a
+where
+    X: Sync + ?Sized,
+    F: Fn(&X) + Sync + 'a,
+{
+    move |n| {
+        for _ in 0..n {
+            op(x);
+        }
+    }
+}
+
+fn interleaved(rounds: usize) {
+    let clock = Clock::from_env();
+    let refs = Padded(Refs::<Object>::new());
+    let sticky = Padded(StickyRefs::<Object>::new());
+    let arc = Arc::new(Payload::default());
+    let weak = Arc::downgrade(&arc);
+
+    let refs_inc = times(&*refs, inc_dec);
+    let sticky_inc = times(&*sticky, inc_dec);
+    let refs_try = times(&*refs, try_inc_dec);
+    let sticky_try = times(&*sticky, try_inc_dec);
+    let arc_clone = times(&arc, arc_clone_drop);
+    let weak_upgrade = times(&weak, weak_upgrade_drop);
+    let v = |name, run| Variant { name, run };
+
+    let inc = [
+        v("Refs", &refs_inc),
+        v("StickyRefs", &sticky_inc),
+        v("Arc_clone_drop", &arc_clone),
+    ];
+    let tries = [
+        v("Refs", &refs_try),
+        v("StickyRefs", &sticky_try),
+        v("Weak_upgrade_drop", &weak_upgrade),
+        v("Arc_clone_drop", &arc_clone),
+    ];
+    let c = compare("inc_dec", clock, &inc, rounds, 1 << 20, false);
+    println!("{}", c.table(&["Arc_clone_drop"]));
+    let baselines = ["Weak_upgrade_drop", "Arc_clone_drop"];
+    let c = compare(
+        "try_inc_dec_uncontended",
+        clock,
+        &tries,
+        rounds,
+        1 << 20,
+        false,
+    );
+    println!("{}", c.table(&baselines));
+    let c = compare(
+        "try_inc_dec_contended_2t",
+        clock,
+        &tries,
+        rounds,
+        1 << 16,
+        true,
+    );
+    println!("{}", c.table(&baselines));
+
+    let off = refwatch::sync::Arc::new(Registry::new(LeakMode::Off));
+    let warn = refwatch::sync::Arc::new(Registry::new(LeakMode::Warn));
+    let handles = |registry: &refwatch::sync::Arc<Registry>, sticky: bool| {
+        let registry = registry.clone();
+        move |n: u64| {
+            for _ in 0..n {
+                if sticky {
+                    drop(black_box(
+                        Counted::<Payload, StickyRefs<Payload>>::builder(black_box(7))
+                            .registry(&registry)
+                            .build(),
+                    ));
+                } else {
+                    drop(black_box(
+                        Counted::<Payload, Refs<Payload>>::builder(black_box(7))
+                            .registry(&registry)
+                            .build(),
+                    ));
+                }
+            }
+        }
+    };
+    let (refs_off, sticky_off) = (handles(&off, false), handles(&off, true));
+    let (refs_warn, sticky_warn) = (handles(&warn, false), handles(&warn, true));
+    let create = [
+        v("Refs_leak_off", &refs_off),
+        v("StickyRefs_leak_off", &sticky_off),
+        v("Refs_leak_warn", &refs_warn),
+        v("StickyRefs_leak_warn", &sticky_warn),
+    ];
+    let c = compare(
+        "handle_create_destroy",
+        clock,
+        &create,
+        rounds,
+        1 << 16,
+        false,
+    );
+    println!("{}", c.table(&["Refs_leak_off", "StickyRefs_leak_off"]));
+    assert_eq!(warn.live_count(), 0, "every handle left the registry");
+}
+
+fn main() {
+    benches();
+    // Only under `cargo bench` (which passes `--bench`), not `cargo test --benches`.
+    let rounds = rounds();
+    if rounds > 0 && std::env::args().any(|a| a == "--bench") {
+        interleaved(rounds);
+    }
+    Criterion::default().configure_from_args().final_summary();
+}

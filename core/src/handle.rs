@@ -45,7 +45,9 @@ struct Inner<T, C> {
     refs: C,
     /// Written once, by `destroy`; read through `Counted::deref` only while a reference is held.
     payload: UnsafeCell<ManuallyDrop<Payload<T>>>,
-    /// Where the object registered, if leak checking was on when it was made.
+    /// Where the object registered, if leak checking was on when it was made. Decided by one
+    /// reading of the mode: the seed re-reads it at unregistration, so a mode change in
+    /// between loses or double-removes the entry (mutant `registry_mode_reread`).
     registry: Option<Arc<Registry>>,
     /// Whether every reference event is logged.
     log: bool,
@@ -126,14 +128,15 @@ pub struct WeakCounted<T, C: RefCounter = Refs<T>> {
 }
 
 /// Options for a new [`Counted`]: destructor callback and leak registry.
-pub struct Builder<T, C> {
+pub struct Builder<'r, T, C> {
     value: T,
     on_destroy: Option<OnDestroy<T>>,
-    registry: Option<Arc<Registry>>,
+    /// `None`: the global registry.
+    registry: Option<&'r Arc<Registry>>,
     _counter: std::marker::PhantomData<fn() -> C>,
 }
 
-impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
+impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
     /// Runs `f` with the object when its life ends, exactly once, instead of dropping it.
     pub fn on_destroy(mut self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_destroy = Some(Box::new(f));
@@ -141,15 +144,21 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
     }
 
     /// Registers with `registry` (when its mode is not off) instead of the global registry.
-    pub fn registry(mut self, registry: &Arc<Registry>) -> Self {
-        self.registry = Some(Arc::clone(registry));
-        self
+    pub fn registry<'a>(self, registry: &'a Arc<Registry>) -> Builder<'a, T, C> {
+        Builder {
+            value: self.value,
+            on_destroy: self.on_destroy,
+            registry: Some(registry),
+            _counter: std::marker::PhantomData,
+        }
     }
 
     /// The handle, holding the object's one reference.
     pub fn build(self) -> Counted<T, C> {
-        let registry = self.registry.unwrap_or_else(Registry::global);
-        let registry = registry.enabled().then_some(registry);
+        // One reading of the mode decides both registration and unregistration; with checking
+        // off, the handle does not even keep the registry.
+        let registry = self.registry.unwrap_or_else(|| leak::global_ref());
+        let registry = registry.enabled().then(|| Arc::clone(registry));
         let log = registry
             .as_ref()
             .is_some_and(|r| r.logs_refs_of(type_name::<T>()));
@@ -163,7 +172,8 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Builder<T, C> {
             log,
         });
         if let Some(registry) = &inner.registry {
-            registry.register(Registered(Arc::clone(&inner)));
+            // One reading of the mode decides both registration and unregistration.
+            registry.register_always(Registered(Arc::clone(&inner)));
         }
         Counted { inner }
     }
@@ -176,7 +186,7 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> Counted<T, C> {
     }
 
     /// Options for a new handle.
-    pub fn builder(value: T) -> Builder<T, C> {
+    pub fn builder(value: T) -> Builder<'static, T, C> {
         Builder {
             value,
             on_destroy: None,
@@ -281,7 +291,7 @@ impl<T, C: RefCounter> fmt::Debug for WeakCounted<T, C> {
     }
 }
 
-impl<T, C> fmt::Debug for Builder<T, C> {
+impl<T, C> fmt::Debug for Builder<'_, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("type", &type_name::<T>())
@@ -362,6 +372,58 @@ mod tests {
         std::mem::forget(b.clone());
         drop(b);
         assert_eq!(registry.check().total, 1, "a forgotten clone is reported");
+    }
+
+    #[test]
+    fn opted_in_types_log_every_reference_event_with_a_backtrace() {
+        use std::io::Write;
+        use std::sync::Mutex as StdMutex;
+
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<StdMutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        struct Logged;
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let registry = Arc::new(Registry::new(LeakMode::Warn));
+            registry.log_refs_of(type_name::<Logged>(), true);
+            let a: Counted<Logged> = Counted::builder(Logged).registry(&registry).build();
+            let w = Counted::downgrade(&a);
+            let b = w.upgrade().unwrap();
+            let c = b.clone();
+            drop((a, b, c));
+            // Another type is not logged.
+            drop(Counted::<u8>::builder(1).registry(&registry).build());
+        });
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for event in [
+            "registered",
+            "TryIncRef to 2",
+            "IncRef to 3",
+            "DecRef to",
+            "unregistered",
+        ] {
+            assert!(out.contains(event), "missing {event:?} in:\n{out}");
+        }
+        assert!(out.contains("Logged"));
+        assert!(!out.contains("[u8 "), "u8 did not opt in:\n{out}");
+        assert!(
+            out.contains("opted_in_types_log_every_reference_event"),
+            "each event carries a backtrace naming its caller"
+        );
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl Registry {
     /// value is logged as an error and leaves checking off — call [`LeakMode::from_env`] at
     /// start-up to turn it into an error of your own.
     pub fn global() -> Arc<Registry> {
-        Arc::clone(&GLOBAL)
+        Arc::clone(global_ref())
     }
 
     fn from_env() -> Registry {
@@ -289,6 +289,21 @@ impl Registry {
         if !self.enabled() {
             return false;
         }
+        self.register_always(obj);
+        true
+    }
+
+    /// Adds `obj` to the live set whatever the mode.
+    ///
+    /// For callers that read the mode once ([`enabled`](Self::enabled)) and must act on that
+    /// one reading: checking the mode again here could disagree with the first reading if
+    /// another thread changed it in between, and the object would later be unregistered
+    /// without having been registered (the model `registry_consistent_under_concurrent_create_destroy`
+    /// found exactly that in the RAII handle).
+    ///
+    /// # Panics
+    /// When an object with the same id is already registered.
+    pub fn register_always(&self, obj: impl CheckedObject + 'static) {
         let (id, ty) = (obj.id(), obj.ref_type());
         let log = self.logs_refs_of(ty);
         {
@@ -302,7 +317,6 @@ impl Registry {
         if log {
             log_event(ty, id, RefEvent::Registered, 1);
         }
-        true
     }
 
     /// Removes the object `id` from the live set (whatever the mode: an object registered
@@ -351,7 +365,9 @@ impl Registry {
 
     /// The leak check: call it when nothing should be alive. Returns the report and logs
     /// each leak as a warning through `tracing`; in [`LeakMode::Panic`], panics with the
-    /// report when anything leaked. With checking off, the report is empty.
+    /// report when anything leaked. Objects registered before checking was turned off are still
+    /// reported (and still unregistered when destroyed); with checking never on, the report
+    /// is empty.
     pub fn check(&self) -> LeakReport {
         let mode = self.mode();
         let report = self.report();
@@ -399,6 +415,11 @@ impl fmt::Debug for Registry {
             .field("live", &self.live_count())
             .finish()
     }
+}
+
+/// The process-wide registry, without cloning it.
+pub(crate) fn global_ref() -> &'static Arc<Registry> {
+    &GLOBAL
 }
 
 /// Logs one reference event of object `id` with the count after it and a backtrace.

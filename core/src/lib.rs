@@ -9,6 +9,7 @@
 //! - [`conntrack`]: connection tracking in a bucketed table with incremental reaping
 //!   ([`ConnTable`](conntrack::ConnTable), [`ConnTrack`](conntrack::ConnTrack)).
 //! - [`time`]: the injected [`Clock`](time::Clock).
+//! - [`kernfs`]: a dentry/inode tree with deferred DecRef and a bounded dentry cache.
 //!
 //! ```
 //! use refwatch::handle::Counted;
@@ -23,7 +24,13 @@
 
 pub mod conntrack;
 pub mod handle;
+pub mod kernfs;
 pub mod leak;
 pub mod refs;
 pub mod sync;
 pub mod time;
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

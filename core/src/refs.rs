@@ -89,6 +89,39 @@ pub trait RefCounter: Send + Sync {
 /// The largest number of references either counter holds; one more `inc_ref` panics.
 pub const MAX_REFS: u64 = i32::MAX as u64;
 
+// The panics live out of line and take the word by value, so the hot paths stay two locked
+// instructions with nothing spilled for a message they almost never format.
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn overflow<T: ?Sized>() -> ! {
+    panic!(
+        "{}: reference count overflow (more than {MAX_REFS} references)",
+        type_name::<T>()
+    )
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn inc_without_reference<T: ?Sized>(old: u64) -> ! {
+    panic!(
+        "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
+        type_name::<T>()
+    )
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn dec_without_reference<T: ?Sized>(old: u64) -> ! {
+    panic!(
+        "{}: dec_ref on an object with no references (count {old:#x}): extra dec_ref or missing inc_ref",
+        type_name::<T>()
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Refs
 // ---------------------------------------------------------------------------------------------
@@ -194,19 +227,19 @@ impl<T: ?Sized> RefCounter for Refs<T> {
             // Take the increment back before the real half can carry into the speculative
             // half; it cannot reach zero, the real half is huge.
             self.word.fetch_sub(1, Ordering::Relaxed);
-            panic!(
-                "{}: reference count overflow (more than {MAX_REFS} references)",
-                type_name::<T>()
-            );
+            overflow::<T>();
         }
         if real == 0 {
-            // No reference was held: the object is dead or dying. Taking the increment back
-            // could leave the word at zero with the claim already lost to us, so the object is
-            // leaked (the leak registry will say so) rather than risk destroying it twice.
-            panic!(
-                "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
-                type_name::<T>()
-            );
+            // No reference was held: the object is dead or dying. On a dead word, take the
+            // increment back (the marker keeps the word from ever reaching zero again, so no
+            // second claim is possible) lest a later try see a real reference and revive it.
+            // On a dying word, taking it back could leave the word at zero with the claim
+            // already lost to us, so the object is leaked (the leak registry will say so)
+            // rather than risk destroying it twice.
+            if old & REFS_DEAD != 0 {
+                self.word.fetch_sub(1, Ordering::Relaxed);
+            }
+            inc_without_reference::<T>(old);
         }
     }
 
@@ -216,10 +249,7 @@ impl<T: ?Sized> RefCounter for Refs<T> {
         if old & REAL_MASK == 0 {
             // The subtraction borrowed from the speculative half: undo it, then report.
             self.word.fetch_add(1, Ordering::Relaxed);
-            panic!(
-                "{}: dec_ref on an object with no references (count {old:#x}): extra dec_ref or missing inc_ref",
-                type_name::<T>()
-            );
+            dec_without_reference::<T>(old);
         }
         if old == 1 {
             self.claim(destroy);
@@ -229,7 +259,7 @@ impl<T: ?Sized> RefCounter for Refs<T> {
     fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool {
         // Acquire: a reviver sees what the last holder wrote before its decrement.
         let old = self.word.fetch_add(SPECULATIVE, Ordering::Acquire);
-        if old & REAL_MASK == 0 {
+        if old & REAL_MASK == 0 || old & REFS_DEAD != 0 {
             // Dying or dead. Back out; if that leaves the word at zero, this call is the last
             // one out and must claim destruction (the fix of the seed's leak).
             let before = self.word.fetch_sub(SPECULATIVE, Ordering::Relaxed);
@@ -245,10 +275,7 @@ impl<T: ?Sized> RefCounter for Refs<T> {
             .fetch_add(1u64.wrapping_sub(SPECULATIVE), Ordering::Relaxed);
         if old & REAL_MASK >= MAX_REFS {
             self.word.fetch_sub(1, Ordering::Relaxed);
-            panic!(
-                "{}: reference count overflow (more than {MAX_REFS} references)",
-                type_name::<T>()
-            );
+            overflow::<T>();
         }
         true
     }
@@ -324,17 +351,11 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
         let old = self.word.fetch_add(1, Ordering::Relaxed);
         if old >= MAX_REFS && old & STICKY_DEAD == 0 {
             self.word.fetch_sub(1, Ordering::Relaxed);
-            panic!(
-                "{}: reference count overflow (more than {MAX_REFS} references)",
-                type_name::<T>()
-            );
+            overflow::<T>();
         }
         if old == 0 || old & STICKY_DEAD != 0 {
             // As for `Refs`: the object is leaked rather than risk destroying it twice.
-            panic!(
-                "{}: inc_ref on an object with no references (count {old:#x}): use try_inc_ref to revive",
-                type_name::<T>()
-            );
+            inc_without_reference::<T>(old);
         }
     }
 
@@ -342,10 +363,7 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
         let old = self.word.fetch_sub(1, Ordering::Release);
         if old == 0 || old & STICKY_DEAD != 0 {
             self.word.fetch_add(1, Ordering::Relaxed);
-            panic!(
-                "{}: dec_ref on an object with no references (count {old:#x}): extra dec_ref or missing inc_ref",
-                type_name::<T>()
-            );
+            dec_without_reference::<T>(old);
         }
         if old == 1
             && self
@@ -365,10 +383,7 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
         }
         if old >= MAX_REFS {
             self.word.fetch_sub(1, Ordering::Relaxed);
-            panic!(
-                "{}: reference count overflow (more than {MAX_REFS} references)",
-                type_name::<T>()
-            );
+            overflow::<T>();
         }
         // `old == 0` is a revival: the decrement that reached zero has not claimed death yet,
         // and its compare-and-swap will now fail.

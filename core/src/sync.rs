@@ -20,6 +20,7 @@ compile_error!("refwatch: `--cfg loom` and `--cfg shuttle` are mutually exclusiv
 
 pub(crate) use self::backend::lazy_static;
 pub use self::backend::{atomic, thread, Arc, Track};
+use std::marker::PhantomData;
 
 /// Mutual exclusion without poisoning.
 #[derive(Debug, Default)]
@@ -128,6 +129,21 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
+/// An `Arc<T>` made from a `Box<T>`, for unsized `T` such as a trait object.
+///
+/// `std`'s `Arc` coerces `Arc<S>` to `Arc<dyn Trait>`, loom's cannot (it has no
+/// `CoerceUnsized`), but a `Box` coerces on every backend: box the value as the trait object,
+/// then call this.
+///
+/// ```
+/// use refwatch::sync::{arc_from_box, Arc};
+/// let shown: Arc<dyn std::fmt::Display + Send + Sync> = arc_from_box(Box::new(7));
+/// assert_eq!(shown.to_string(), "7");
+/// ```
+pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+    backend::arc_from_box(value)
+}
+
 /// Hints that the caller is spinning. Under the model checkers this yields to the scheduler,
 /// so that a spin-wait cannot starve the thread it waits for.
 pub fn spin_loop() {
@@ -138,18 +154,27 @@ pub fn spin_loop() {
 ///
 /// The API is loom's: access goes through [`with`](UnsafeCell::with) and
 /// [`with_mut`](UnsafeCell::with_mut), and the raw pointer must not escape the closure.
+///
+/// Like `core::cell::UnsafeCell`, it is `Send` but never `Sync`, on every backend: a type that
+/// shares one across threads says why that is sound with an `unsafe impl Sync`.
 #[derive(Debug)]
-pub struct UnsafeCell<T: ?Sized>(backend::UnsafeCell<T>);
+pub struct UnsafeCell<T: ?Sized> {
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+    cell: backend::UnsafeCell<T>,
+}
 
 impl<T> UnsafeCell<T> {
     /// A new cell holding `value`.
     pub fn new(value: T) -> Self {
-        UnsafeCell(backend::UnsafeCell::new(value))
+        UnsafeCell {
+            _not_sync: PhantomData,
+            cell: backend::UnsafeCell::new(value),
+        }
     }
 
     /// Consumes the cell and returns its value.
     pub fn into_inner(self) -> T {
-        self.0.into_inner()
+        self.cell.into_inner()
     }
 }
 
@@ -157,13 +182,13 @@ impl<T: ?Sized> UnsafeCell<T> {
     /// Runs `f` with a shared pointer to the value. Under loom, a concurrent `with_mut` that
     /// is not ordered with this call fails the model.
     pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        self.0.with(f)
+        self.cell.with(f)
     }
 
     /// Runs `f` with an exclusive pointer to the value. Under loom, any concurrent access
     /// that is not ordered with this call fails the model.
     pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        self.0.with_mut(f)
+        self.cell.with_mut(f)
     }
 }
 
@@ -178,6 +203,10 @@ mod backend {
 
     pub fn spin_loop() {
         loom::thread::yield_now();
+    }
+
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from_std(std::sync::Arc::from(value))
     }
 
     #[derive(Debug)]
@@ -223,6 +252,10 @@ mod backend {
         shuttle::thread::yield_now();
     }
 
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from(value)
+    }
+
     /// `lazy_static!` that shuttle resets on every execution.
     macro_rules! lazy_static {
         ($($t:tt)*) => { shuttle::lazy_static! { $($t)* } };
@@ -243,6 +276,10 @@ mod backend {
 
     pub fn spin_loop() {
         std::hint::spin_loop();
+    }
+
+    pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
+        Arc::from(value)
     }
 
     /// `lazy_static!` on top of `std::sync::LazyLock`.

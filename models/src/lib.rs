@@ -13,6 +13,8 @@
 //! names the model that must fail on it (see `mutants/README.md`).
 #![cfg_attr(not(any(loom, shuttle)), allow(unused_imports))]
 
+pub mod probe;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,1 +1,92 @@
-fn main() {}
+//! `cargo xtask verify`: runs every loom and shuttle model of `refwatch-models`, then every
+//! mutant in `models/mutants/`, and prints one report.
+//!
+//! - Each model runs on its own (one test binary invocation per `#[test]`), so each gets its
+//!   own verdict, time, preemption bound and interleaving count (read from the
+//!   `REFWATCH-MODEL` line the model prints; see `models/src/lib.rs`).
+//! - Each mutant is applied to a scratch copy of the workspace in `target/mutants/work` (never
+//!   to the working tree); all mutants of one checker share a target directory, so a mutant
+//!   only rebuilds what its patch touches. It is killed iff its model fails there.
+//!
+//! The exit code is 0 when every model passed and every mutant was killed, 1 otherwise, and
+//! 2 for a usage error.
+
+mod checker;
+mod cli;
+mod exec;
+mod models;
+mod mutants;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use checker::Checker;
+use cli::{Command, Options};
+
+/// Errors that stop `verify` itself (as opposed to a failing model or a surviving mutant).
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Verify(options)) => options,
+        Err(e) => {
+            eprintln!("xtask: {e}\nUsage: cargo xtask verify [OPTIONS] (see `cargo xtask --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match verify(&workspace_root(), &options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory, whatever the cwd.
+fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs what `options` selects, prints the report, and says whether everything held.
+fn verify(root: &Path, options: &Options) -> Result<bool> {
+    let mut models = Vec::new();
+    if !options.only_mutants {
+        for checker in Checker::ALL {
+            models.extend(models::run_all(root, checker, options)?);
+        }
+    }
+    let mutants = if options.skip_mutants {
+        Vec::new()
+    } else {
+        mutants::run_all(root, options)?
+    };
+    if models.is_empty() && mutants.is_empty() {
+        eprintln!("verify: warning: nothing ran (no model or mutant matched)");
+    }
+
+    let report = report::Report { models, mutants };
+    if options.json {
+        println!("{}", report.to_json());
+        eprintln!("{}", report.summary());
+        eprintln!("{}", report.tally());
+    } else {
+        print!("{}", report.table());
+        print!("{}", report.failures());
+        println!("{}", report.summary());
+        println!("{}", report.tally());
+    }
+    Ok(report.all_good())
+}

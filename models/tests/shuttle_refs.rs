@@ -1,0 +1,191 @@
+//! shuttle runs of the TryIncRef scenarios at a scale loom cannot explore exhaustively: four
+//! or more threads and hundreds of operations per execution, under PCT and random schedules.
+//!
+//! Run: `RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/shuttle cargo test -p refwatch-models --release --test shuttle_refs`
+#![cfg(shuttle)]
+
+use refwatch::handle::Counted;
+use refwatch::leak::{LeakMode, Registry};
+use refwatch::refs::{RefCounter, Refs, StickyRefs};
+use refwatch::sync::atomic::{AtomicUsize, Ordering};
+use refwatch::sync::{thread, Arc};
+use refwatch_models::probe::Probe;
+use refwatch_models::shuttle_pct;
+
+const THREADS: usize = 4;
+const ROUNDS: usize = 50;
+/// Schedules per scheduler (PCT, then random).
+const SCHEDULES: usize = 100;
+/// PCT bug depth: the number of priority changes per execution.
+const DEPTH: usize = 3;
+
+/// Four holders each try, revive and drop references in a loop, and let go of their own
+/// reference at different points: no try ever holds a destroyed object, the destructor runs
+/// exactly once, and a try after the end fails.
+fn many_holders_try_and_drop<C: RefCounter + 'static>(name: &str) {
+    shuttle_pct(name, SCHEDULES, DEPTH, || {
+        let obj = Arc::new(Probe::<C>::new());
+        for _ in 1..THREADS {
+            obj.inc();
+        }
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let obj = obj.clone();
+                thread::spawn(move || {
+                    let mut held = true;
+                    for round in 0..ROUNDS {
+                        if held && round == i * ROUNDS / THREADS {
+                            obj.dec();
+                            held = false;
+                        }
+                        if obj.try_inc() {
+                            assert_eq!(
+                                obj.destructions(),
+                                0,
+                                "try_inc_ref returned true on a destroyed object"
+                            );
+                            if round % 2 == 0 {
+                                obj.inc();
+                                obj.dec();
+                            }
+                            assert_eq!(obj.destructions(), 0, "destroyed while referenced");
+                            obj.dec();
+                        }
+                    }
+                    if held {
+                        obj.dec();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once"
+        );
+        assert!(!obj.try_inc(), "a try after the end must fail");
+    });
+}
+
+#[test]
+fn many_holders_try_and_drop_refs() {
+    many_holders_try_and_drop::<Refs<Probe<()>>>("many_holders_try_and_drop_refs");
+}
+
+#[test]
+fn many_holders_try_and_drop_sticky() {
+    many_holders_try_and_drop::<StickyRefs<Probe<()>>>("many_holders_try_and_drop_sticky");
+}
+
+/// The RAII layer at scale: four threads clone, drop and upgrade handles to one object while
+/// each lets go of its strong handle at a different point; the value is dropped exactly once
+/// and the registry ends empty.
+fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
+    shuttle_pct(name, SCHEDULES, DEPTH, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let registry = Arc::new(Registry::new(LeakMode::Warn));
+        let d = drops.clone();
+        let first: Counted<u64, C> = Counted::builder(7)
+            .registry(&registry)
+            .on_destroy(move |v| {
+                assert_eq!(v, 7);
+                d.fetch_add(1, Ordering::SeqCst);
+            })
+            .build();
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let mut strong = Some(first.clone());
+                let weak = Counted::downgrade(&first);
+                thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        if round == i * ROUNDS / THREADS {
+                            strong = None;
+                        }
+                        if let Some(h) = weak.upgrade() {
+                            assert_eq!(*h, 7);
+                            let again = h.clone();
+                            drop(h);
+                            assert_eq!(*again, 7);
+                        }
+                    }
+                    drop(strong);
+                })
+            })
+            .collect();
+        drop(first);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "value dropped exactly once"
+        );
+        assert!(registry.check().is_empty(), "registry must end empty");
+    });
+}
+
+#[test]
+fn handles_upgrade_and_drop_refs() {
+    handles_upgrade_and_drop::<Refs<u64>>("handles_upgrade_and_drop_refs");
+}
+
+#[test]
+fn handles_upgrade_and_drop_sticky() {
+    handles_upgrade_and_drop::<StickyRefs<u64>>("handles_upgrade_and_drop_sticky");
+}
+
+/// The registry at scale: four threads create and destroy handles while a fifth turns
+/// checking off and on; every object registered is unregistered, and the registry ends empty.
+#[test]
+fn registry_many_threads_with_mode_changes() {
+    shuttle_pct(
+        "registry_many_threads_with_mode_changes",
+        SCHEDULES,
+        DEPTH,
+        || {
+            let registry = Arc::new(Registry::new(LeakMode::Warn));
+            let workers: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let registry = registry.clone();
+                    thread::spawn(move || {
+                        for round in 0..ROUNDS as u64 {
+                            let h: Counted<u64> =
+                                Counted::builder(round).registry(&registry).build();
+                            if round % 3 == i as u64 % 3 {
+                                let c = h.clone();
+                                drop(h);
+                                assert_eq!(*c, round);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let toggler = {
+                let registry = registry.clone();
+                thread::spawn(move || {
+                    for round in 0..10 {
+                        registry.set_mode(if round % 2 == 0 {
+                            LeakMode::Off
+                        } else {
+                            LeakMode::Warn
+                        });
+                        thread::yield_now();
+                    }
+                })
+            };
+            for w in workers {
+                w.join().unwrap();
+            }
+            toggler.join().unwrap();
+            assert_eq!(
+                registry.live_count(),
+                0,
+                "a destroyed handle stayed registered"
+            );
+        },
+    );
+}

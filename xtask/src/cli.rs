@@ -1,0 +1,147 @@
+//! Command-line parsing for `cargo xtask` (no dependencies: the grammar is five flags).
+
+use std::time::Duration;
+
+/// Printed by `cargo xtask --help` and after a usage error.
+pub const USAGE: &str = "\
+Usage: cargo xtask verify [OPTIONS]
+
+Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/loom), every
+shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle), and
+every mutant (models/mutants/*.patch, applied to a scratch copy in target/mutants/work),
+then prints one report. Exits 0 only if every model passed and every mutant was killed.
+A model's seconds are its run alone; a mutant's include applying and rebuilding it. Full
+output of each run: target/verify-logs/.
+
+Options:
+      --filter SUBSTR   only models whose name (or file::name) contains SUBSTR, and only
+                        mutants whose name or model contains SUBSTR
+      --skip-mutants    run the models only
+      --only-mutants    run the mutants only
+      --json            print only JSON on stdout (progress still goes to stderr)
+      --timeout SECS    time limit for each model run, with or without a mutant [default: 300]
+  -h, --help            print this help
+";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Verify(Options),
+}
+
+/// Options of `verify`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub filter: Option<String>,
+    pub skip_mutants: bool,
+    pub only_mutants: bool,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            filter: None,
+            skip_mutants: false,
+            only_mutants: false,
+            json: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Options {
+    /// Whether any of `names` passes `--filter` (everything passes without one).
+    pub fn selects(&self, names: &[&str]) -> bool {
+        match &self.filter {
+            None => true,
+            Some(filter) => names.iter().any(|name| name.contains(filter.as_str())),
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    match args.next().as_deref() {
+        None => return Err("missing command (the only command is `verify`)".into()),
+        Some("-h" | "--help" | "help") => return Ok(Command::Help),
+        Some("verify") => {}
+        Some(other) => return Err(format!("unknown command `{other}` (expected `verify`)")),
+    }
+
+    let mut options = Options::default();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value)),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            match inline {
+                Some(v) => Ok(v.to_string()),
+                None => args.next().ok_or_else(|| format!("`{name}` needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--filter" => options.filter = Some(value("--filter")?),
+            "--timeout" => {
+                let secs = value("--timeout")?;
+                let secs: u64 =
+                    secs.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                        format!("`--timeout` wants whole seconds > 0, got `{secs}`")
+                    })?;
+                options.timeout = Duration::from_secs(secs);
+            }
+            "--skip-mutants" | "--only-mutants" | "--json" if inline.is_some() => {
+                return Err(format!("`{flag}` takes no value"));
+            }
+            "--skip-mutants" => options.skip_mutants = true,
+            "--only-mutants" => options.only_mutants = true,
+            "--json" => options.json = true,
+            _ => return Err(format!("unknown argument `{arg}`")),
+        }
+    }
+    if options.skip_mutants && options.only_mutants {
+        return Err("`--skip-mutants` and `--only-mutants` exclude each other".into());
+    }
+    Ok(Command::Verify(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> Result<Command, String> {
+        parse(args.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn verify_with_flags() {
+        let Ok(Command::Verify(o)) = parse_str("verify --filter refs --json --timeout=60") else {
+            panic!("should parse");
+        };
+        assert_eq!(o.filter.as_deref(), Some("refs"));
+        assert!(o.json && !o.skip_mutants && !o.only_mutants);
+        assert_eq!(o.timeout, Duration::from_secs(60));
+        assert!(o.selects(&["x", "two_refs"]));
+        assert!(!o.selects(&["sticky"]));
+    }
+
+    #[test]
+    fn help_and_errors() {
+        assert_eq!(parse_str("--help"), Ok(Command::Help));
+        assert_eq!(parse_str("verify -h"), Ok(Command::Help));
+        assert!(parse_str("").is_err());
+        assert!(parse_str("frobnicate").is_err());
+        assert!(parse_str("verify --bogus").is_err());
+        assert!(parse_str("verify --filter").is_err());
+        assert!(parse_str("verify --json=1").is_err());
+        assert!(parse_str("verify --timeout 0").is_err());
+        assert!(parse_str("verify --skip-mutants --only-mutants").is_err());
+    }
+}
