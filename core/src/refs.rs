@@ -197,6 +197,31 @@ impl<T: ?Sized> Refs<T> {
     }
 }
 
+impl<T: ?Sized> Refs<T> {
+    /// The misuse paths of `inc_ref`, out of line: `old` is the word before our increment.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn inc_ref_failed(&self, old: u64) -> ! {
+        if old & REAL_MASK != 0 {
+            // Take the increment back before the real half can carry into the speculative
+            // half; it cannot reach zero, the real half is huge.
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            overflow::<T>();
+        }
+        // No reference was held: the object is dead or dying. On a dead word, take the
+        // increment back (the marker keeps the word from ever reaching zero again, so no
+        // second claim is possible) lest a later try see a real reference and revive it.
+        // On a dying word, taking it back could leave the word at zero with the claim
+        // already lost to us, so the object is leaked (the leak registry will say so)
+        // rather than risk destroying it twice.
+        if old & REFS_DEAD != 0 {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+        }
+        inc_without_reference::<T>(old);
+    }
+}
+
 impl<T: ?Sized> Default for Refs<T> {
     fn default() -> Self {
         Self::new()
@@ -222,24 +247,9 @@ impl<T: ?Sized> RefCounter for Refs<T> {
 
     fn inc_ref(&self) {
         let old = self.word.fetch_add(1, Ordering::Relaxed);
-        let real = old & REAL_MASK;
-        if real >= MAX_REFS {
-            // Take the increment back before the real half can carry into the speculative
-            // half; it cannot reach zero, the real half is huge.
-            self.word.fetch_sub(1, Ordering::Relaxed);
-            overflow::<T>();
-        }
-        if real == 0 {
-            // No reference was held: the object is dead or dying. On a dead word, take the
-            // increment back (the marker keeps the word from ever reaching zero again, so no
-            // second claim is possible) lest a later try see a real reference and revive it.
-            // On a dying word, taking it back could leave the word at zero with the claim
-            // already lost to us, so the object is leaked (the leak registry will say so)
-            // rather than risk destroying it twice.
-            if old & REFS_DEAD != 0 {
-                self.word.fetch_sub(1, Ordering::Relaxed);
-            }
-            inc_without_reference::<T>(old);
+        // One compare for both misuses: a real half of zero wraps to the top.
+        if (old & REAL_MASK).wrapping_sub(1) >= MAX_REFS - 1 {
+            self.inc_ref_failed(old);
         }
     }
 
@@ -325,6 +335,22 @@ impl<T: ?Sized> StickyRefs<T> {
     }
 }
 
+impl<T: ?Sized> StickyRefs<T> {
+    /// The misuse paths of `inc_ref`, out of line: `old` is the word before our increment.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn inc_ref_failed(&self, old: u64) -> ! {
+        if old != 0 && old & STICKY_DEAD == 0 {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            overflow::<T>();
+        }
+        // As for `Refs`: on a dying word the object is leaked rather than risk destroying it
+        // twice; on a dead word the add is harmless (nothing reads a dead word's count).
+        inc_without_reference::<T>(old);
+    }
+}
+
 impl<T: ?Sized> Default for StickyRefs<T> {
     fn default() -> Self {
         Self::new()
@@ -349,13 +375,9 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
 
     fn inc_ref(&self) {
         let old = self.word.fetch_add(1, Ordering::Relaxed);
-        if old >= MAX_REFS && old & STICKY_DEAD == 0 {
-            self.word.fetch_sub(1, Ordering::Relaxed);
-            overflow::<T>();
-        }
-        if old == 0 || old & STICKY_DEAD != 0 {
-            // As for `Refs`: the object is leaked rather than risk destroying it twice.
-            inc_without_reference::<T>(old);
+        // One compare for every misuse: zero wraps to the top, and so does the dead flag.
+        if old.wrapping_sub(1) >= MAX_REFS - 1 {
+            self.inc_ref_failed(old);
         }
     }
 
