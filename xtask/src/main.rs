@@ -77,7 +77,13 @@ fn verify(root: &Path, options: &Options) -> Result<bool> {
         eprintln!("verify: warning: nothing ran (no model or mutant matched)");
     }
 
-    let report = report::Report { models, mutants };
+    let require_mutants =
+        options.filter.is_none() && !options.skip_mutants && !options.only_mutants;
+    let report = report::Report {
+        models,
+        mutants,
+        require_mutants,
+    };
     if options.json {
         println!("{}", report.to_json());
         eprintln!("{}", report.summary());
@@ -85,6 +91,13 @@ fn verify(root: &Path, options: &Options) -> Result<bool> {
     } else {
         print!("{}", report.table());
         print!("{}", report.failures());
+        let unguarded = report.unguarded();
+        if !unguarded.is_empty() {
+            println!(
+                "models that no mutant fails (each needs a models/mutants/*.patch naming it): {}",
+                unguarded.join(", ")
+            );
+        }
         println!("{}", report.summary());
         println!("{}", report.tally());
     }

@@ -14,13 +14,35 @@ use crate::mutants::{MutantResult, Outcome};
 pub struct Report {
     pub models: Vec<ModelResult>,
     pub mutants: Vec<MutantResult>,
+    /// Whether every model must be killed-on by some mutant (a full, unfiltered run).
+    pub require_mutants: bool,
 }
 
 impl Report {
-    /// Every model passed and every mutant was killed.
+    /// Every model passed, every mutant was killed, and (on a full run) every model killed
+    /// at least one mutant.
     pub fn all_good(&self) -> bool {
         self.models.iter().all(|m| m.passed)
             && self.mutants.iter().all(|m| m.outcome == Outcome::Killed)
+            && self.unguarded().is_empty()
+    }
+
+    /// Models (`file::name`) that no mutant was killed by: a model that catches nothing proves
+    /// nothing. Empty unless `require_mutants`.
+    pub fn unguarded(&self) -> Vec<String> {
+        if !self.require_mutants {
+            return Vec::new();
+        }
+        self.models
+            .iter()
+            .map(|m| format!("{}::{}", m.file, m.name))
+            .filter(|model| {
+                !self
+                    .mutants
+                    .iter()
+                    .any(|r| &r.model == model && r.outcome == Outcome::Killed)
+            })
+            .collect()
     }
 
     /// The models table, then the mutants table (each only if something ran).
@@ -154,7 +176,7 @@ impl Report {
     pub fn to_json(&self) -> Value {
         let models: Vec<Value> = self.models.iter().map(model_json).collect();
         let mutants: Vec<Value> = self.mutants.iter().map(mutant_json).collect();
-        json!({ "models": models, "mutants": mutants })
+        json!({ "models": models, "mutants": mutants, "models_without_mutant": self.unguarded() })
     }
 }
 
@@ -274,7 +296,32 @@ mod tests {
                 seconds: 12.34,
                 log: None,
             }],
+            require_mutants: false,
         }
+    }
+
+    #[test]
+    fn a_full_run_fails_on_a_model_that_no_mutant_fails() {
+        let mut report = report();
+        report.models.retain(|m| m.passed);
+        assert!(report.all_good(), "filtered runs do not require mutants");
+        report.require_mutants = true;
+        // Both passing models are loom_refs::two_try_inc_race_last_dec_refs, which the mutant
+        // kills; a model of another name is unguarded.
+        assert!(report.all_good());
+        report.models[1].name = "lonely_model".into();
+        assert_eq!(report.unguarded(), ["loom_refs::lonely_model"]);
+        assert!(!report.all_good());
+        assert_eq!(
+            report.to_json()["models_without_mutant"][0],
+            "loom_refs::lonely_model"
+        );
+        report.mutants[0].outcome = Outcome::Survived;
+        assert_eq!(
+            report.unguarded().len(),
+            2,
+            "a surviving mutant guards nothing"
+        );
     }
 
     #[test]
