@@ -51,37 +51,49 @@ where
     );
 }
 
+/// The seed of every shuttle run unless `REFWATCH_SHUTTLE_SEED` says otherwise: a fixed seed
+/// makes each run (and so each mutant's verdict) reproducible; set the variable to explore
+/// other schedules.
+pub const DEFAULT_SHUTTLE_SEED: u64 = 0x5eed_2026_0b0b_cafe;
+
 /// Runs `f` under shuttle's PCT scheduler for `iterations` schedules of bug depth `depth`,
-/// then under its random scheduler for as many again, and reports the total.
+/// then under its random scheduler for as many again, both seeded (see
+/// [`DEFAULT_SHUTTLE_SEED`]), and reports the total.
 #[cfg(shuttle)]
 pub fn shuttle_pct<F>(name: &str, iterations: usize, depth: usize, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
+    use shuttle::scheduler::{PctScheduler, RandomScheduler};
+    use shuttle::{Config, Runner};
+
+    let seed = match std::env::var("REFWATCH_SHUTTLE_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("REFWATCH_SHUTTLE_SEED={v:?} is not a u64")),
+        Err(_) => DEFAULT_SHUTTLE_SEED,
+    };
+    eprintln!("{name}: shuttle seed {seed}");
     let f = Arc::new(f);
     let count = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    {
+    let body = || {
         let (f, count) = (Arc::clone(&f), Arc::clone(&count));
-        shuttle::check_pct(
-            move || {
-                count.fetch_add(1, Ordering::Relaxed);
-                f()
-            },
-            iterations,
-            depth,
-        );
-    }
-    {
-        let (f, count) = (Arc::clone(&f), Arc::clone(&count));
-        shuttle::check_random(
-            move || {
-                count.fetch_add(1, Ordering::Relaxed);
-                f()
-            },
-            iterations,
-        );
-    }
+        move || {
+            count.fetch_add(1, Ordering::Relaxed);
+            f()
+        }
+    };
+    Runner::new(
+        PctScheduler::new_from_seed(seed, depth, iterations),
+        Config::new(),
+    )
+    .run(body());
+    Runner::new(
+        RandomScheduler::new_from_seed(seed, iterations),
+        Config::new(),
+    )
+    .run(body());
     report(
         "shuttle",
         name,

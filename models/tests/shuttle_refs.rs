@@ -15,7 +15,7 @@ use refwatch_models::shuttle_pct;
 const THREADS: usize = 4;
 const ROUNDS: usize = 50;
 /// Schedules per scheduler (PCT, then random).
-const SCHEDULES: usize = 100;
+const SCHEDULES: usize = 500;
 /// PCT bug depth: the number of priority changes per execution.
 const DEPTH: usize = 3;
 
