@@ -1,0 +1,1 @@
+//! refwatch-oracle: the Linux kernel as the reference for refwatch's connection tracking.
