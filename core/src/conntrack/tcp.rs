@@ -578,7 +578,10 @@ impl Tcb {
         status: &mut Status,
     ) -> Result<Verdict, InvalidAt> {
         let class = Class::of(seg.flags);
-        let (d, r) = (dir.index(), dir.opposite().index());
+        let d = dir.index();
+        // `old` is the state the transition starts from (a resynchronisation restarts it from
+        // `syn-sent`); `current` stays the connection's state before this segment.
+        let current = old;
         let mut old = old;
         let mut new = next(dir, class, old);
         let mut skip_window = false;
@@ -692,7 +695,7 @@ impl Tcb {
         }
 
         if !skip_window {
-            match self.in_window(old, dir, class, seg, env.config) {
+            match self.in_window(current, dir, class, seg, env.config) {
                 Window::Accept => {}
                 Window::Ignore(why) => return Ok(Verdict::Ignored(why)),
                 Window::Invalid(e) => return Err(InvalidAt::Window(e)),
@@ -705,7 +708,6 @@ impl Tcb {
         if old != Some(new_state) && new_state == TcpState::FinWait {
             self.sides[d].flags.set(Flags::CLOSE_INIT);
         }
-        let _ = r;
         let t = env.timeouts;
         let of_state = t.tcp(new_state);
         let unacked =
@@ -826,7 +828,7 @@ impl Tcb {
     /// Linux's `tcp_in_window`: the four window checks, and the window bookkeeping.
     fn in_window(
         &mut self,
-        old: Option<TcpState>,
+        current: Option<TcpState>,
         dir: Direction,
         class: Class,
         seg: &TcpSegment,
@@ -872,7 +874,7 @@ impl Tcb {
             }
         } else if syn
             && after(end, self.sides[d].end)
-            && matches!(old, Some(TcpState::SynSent | TcpState::SynRecv))
+            && matches!(current, Some(TcpState::SynSent | TcpState::SynRecv))
         {
             // A SYN with a higher ISN: the endpoint reinitialised (RFC 793); start over.
             self.init_sender(dir, seg, end, win);
@@ -886,7 +888,7 @@ impl Tcb {
             ack = self.sides[r].end;
             sack = ack;
         }
-        if rst && seq == 0 && old == Some(TcpState::SynSent) {
+        if rst && seq == 0 && current == Some(TcpState::SynSent) {
             seq = self.sides[d].end; // a RST answering the SYN
             end = seq;
         }
