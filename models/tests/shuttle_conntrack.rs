@@ -7,7 +7,7 @@
 
 use refwatch::conntrack::{
     Config, ConnTable, ConnTrack, Packet, State, TcpFlags as F, TcpSegment, TcpState, TrackError,
-    Tuple,
+    Tuple, UdpState,
 };
 use refwatch::sync::{thread, Arc};
 use refwatch::time::{Clock, ManualClock};
@@ -131,7 +131,8 @@ fn packet_threads_and_reaper_thread_keep_the_table_consistent() {
                 let (found, _) = ct.lookup(&conn.original()).expect("flow lost");
                 assert!(Arc::ptr_eq(&found, conn));
                 let replied = (i % 40) % 2 == 0;
-                assert_eq!(conn.assured(), replied);
+                assert_eq!(conn.state() == State::Udp(UdpState::Replied), replied);
+                assert!(!conn.assured(), "UDP is assured only after 2 s");
             }
             let stats = ct.stats();
             assert_eq!(stats.reaped, 128);
