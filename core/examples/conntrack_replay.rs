@@ -43,8 +43,11 @@ fn fast_timeouts() -> Timeouts {
         tcp_time_wait: f(linux.tcp_time_wait),
         tcp_close: f(linux.tcp_close),
         tcp_syn_sent2: f(linux.tcp_syn_sent2),
+        tcp_retrans: f(linux.tcp_retrans),
+        tcp_unacknowledged: f(linux.tcp_unacknowledged),
         udp_unreplied: f(linux.udp_unreplied),
         udp_replied: f(linux.udp_replied),
+        udp_stream_after: f(linux.udp_stream_after),
         icmp: f(linux.icmp),
     }
 }

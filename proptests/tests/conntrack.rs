@@ -1,7 +1,8 @@
 //! Property tests of connection tracking.
 //!
-//! - `table_matches_model`: a state machine of `track` (UDP both ways; TCP through its
-//!   handshake, close, reset, reopen and out-of-window segments), clock advances,
+//! - `table_matches_model`: a state machine of `track` (UDP both ways, with Linux's stream
+//!   rule; TCP through its handshake, close, client reset (which removes a connection that
+//!   never had a reply), reopen and out-of-window segments), clock advances,
 //!   `reap_unused` steps, full reaper walks and lookups, against a reference model that is a
 //!   plain map of flows with their state and last use (expired = absent). After every step
 //!   the same connections are live, in the same direction and state, and the table audits
@@ -16,8 +17,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as PropConfig;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use refwatch::conntrack::{
-    Config, ConnTable, Direction, Packet, ParseError, State, TcpFlags as F, TcpSegment, TcpState,
-    TrackError, TransProto, Tuple, UdpState,
+    Config, ConnTable, Direction, Packet, ParseError, State, TcpConfig, TcpFlags as F, TcpSegment,
+    TcpState, TrackError, TransProto, Tuple, UdpState,
 };
 use refwatch::time::ManualClock;
 use std::collections::BTreeMap;
@@ -72,7 +73,7 @@ enum Op {
     TcpNext {
         f: usize,
     },
-    /// An in-window RST from the server.
+    /// A RST from the client at its next sequence number.
     TcpRst {
         f: usize,
     },
@@ -98,7 +99,13 @@ struct Flow {
     forward: bool,
     state: State,
     assured: bool,
+    /// When the connection was last refreshed, and for how long.
     last_used: Duration,
+    timeout: Duration,
+    /// When the flow was created (UDP: a stream only after 2 s).
+    created: Duration,
+    /// A packet in the reply direction was seen.
+    seen_reply: bool,
     /// TCP: segments of the script sent so far (1 = SYN, ..., 7 = final ACK).
     step: u8,
     /// TCP: the client's current ISN.
@@ -123,8 +130,7 @@ fn timeout(state: State) -> Duration {
         State::Tcp(TcpState::Established) => 5 * 24 * 3600,
         State::Tcp(TcpState::LastAck) => 30,
         State::Tcp(TcpState::Close) => 10,
-        State::Udp(UdpState::Unreplied) | State::IcmpEcho(_) => 30,
-        State::Udp(UdpState::Replied) => 120,
+        State::Udp(_) | State::IcmpEcho(_) => unreachable!("UDP keeps its own timeout"),
     };
     Duration::from_secs(secs)
 }
@@ -159,7 +165,7 @@ impl Model {
     fn live(&self, f: usize) -> Option<&Flow> {
         self.flows
             .get(&f)
-            .filter(|flow| self.now <= flow.last_used + timeout(flow.state))
+            .filter(|flow| self.now <= flow.last_used + flow.timeout)
     }
 
     fn forget_expired(&mut self, f: usize) {
@@ -178,7 +184,7 @@ impl Model {
             unreachable!("TCP flows only")
         };
         if state == TcpState::Close || flow.step == 7 {
-            return syn(1000 + self.generation);
+            return syn(1000 + self.generation); // reopens: the client's RST or FIN closed it
         }
         let (c, s) = (flow.isn, SERVER_ISN);
         match flow.step {
@@ -191,12 +197,12 @@ impl Model {
         }
     }
 
-    /// The RST `TcpRst` sends on flow `f`.
+    /// The RST `TcpRst` sends on flow `f`, from the client.
     fn rst_segment(&self, f: usize) -> TcpSegment {
         match self.live(f) {
-            Some(flow) if flow.step == 1 => TcpSegment::new(F::RST | F::ACK, 0, flow.isn + 1),
-            Some(flow) if flow.step >= 6 => TcpSegment::new(F::RST, SERVER_ISN + 2, 0),
-            _ => TcpSegment::new(F::RST, SERVER_ISN + 1, 0),
+            Some(flow) if flow.step >= 4 => TcpSegment::new(F::RST, flow.isn + 2, 0),
+            Some(flow) => TcpSegment::new(F::RST, flow.isn + 1, 0),
+            None => TcpSegment::new(F::RST, 7, 0),
         }
     }
 
@@ -213,9 +219,17 @@ impl Model {
                         } else {
                             Direction::Reply
                         };
-                        if dir == Direction::Reply {
-                            flow.state = State::Udp(UdpState::Replied);
+                        // Linux: a stream (120 s, assured) only once a reply was seen before
+                        // this packet and the flow is more than 2 s old; 30 s otherwise.
+                        if flow.seen_reply && now > flow.created + Duration::from_secs(2) {
                             flow.assured = true;
+                            flow.timeout = Duration::from_secs(120);
+                        } else {
+                            flow.timeout = Duration::from_secs(30);
+                        }
+                        if dir == Direction::Reply {
+                            flow.seen_reply = true;
+                            flow.state = State::Udp(UdpState::Replied);
                         }
                         flow.last_used = now;
                         Expect::Tracked {
@@ -234,6 +248,9 @@ impl Model {
                                 state,
                                 assured: false,
                                 last_used: now,
+                                timeout: Duration::from_secs(30),
+                                created: now,
+                                seen_reply: false,
                                 step: 0,
                                 isn: 0,
                             },
@@ -255,65 +272,76 @@ impl Model {
                 } else {
                     Direction::Reply
                 };
-                let generation = &mut self.generation;
-                Some(match self.flows.get_mut(&f) {
-                    None => {
-                        *generation += 1;
-                        let state = State::Tcp(TcpState::SynSent);
-                        self.flows.insert(
-                            f,
-                            Flow {
-                                forward: true,
-                                state,
-                                assured: false,
-                                last_used: now,
-                                step: 1,
-                                isn: seg.seq,
-                            },
-                        );
-                        Expect::Tracked {
-                            created: true,
-                            dir: Direction::Original,
+                let reopen = self
+                    .flows
+                    .get(&f)
+                    .is_none_or(|flow| flow.state == State::Tcp(TcpState::Close) || flow.step == 7);
+                if reopen {
+                    // A new connection: the old one (closed by the client's RST or FIN)
+                    // leaves the table.
+                    self.generation += 1;
+                    let state = State::Tcp(TcpState::SynSent);
+                    self.flows.insert(
+                        f,
+                        Flow {
+                            forward: true,
                             state,
                             assured: false,
-                        }
-                    }
-                    Some(flow) => {
-                        let reopen = flow.state == State::Tcp(TcpState::Close) || flow.step == 7;
-                        if reopen {
-                            *generation += 1;
-                            flow.step = 1;
-                            flow.isn = seg.seq;
-                            flow.assured = false;
-                        } else {
-                            flow.step += 1;
-                        }
-                        flow.state = State::Tcp(script_state(flow.step));
-                        flow.assured |= flow.step >= 3;
-                        flow.last_used = now;
-                        Expect::Tracked {
-                            created: false,
-                            dir,
-                            state: flow.state,
-                            assured: flow.assured,
-                        }
-                    }
+                            last_used: now,
+                            timeout: timeout(state),
+                            created: now,
+                            seen_reply: false,
+                            step: 1,
+                            isn: seg.seq,
+                        },
+                    );
+                    return Some(Expect::Tracked {
+                        created: true,
+                        dir: Direction::Original,
+                        state,
+                        assured: false,
+                    });
+                }
+                let flow = self.flows.get_mut(&f).expect("checked above");
+                flow.step += 1;
+                flow.state = State::Tcp(script_state(flow.step));
+                flow.assured |= flow.step >= 3;
+                flow.seen_reply |= dir == Direction::Reply;
+                flow.last_used = now;
+                flow.timeout = timeout(flow.state);
+                Some(Expect::Tracked {
+                    created: false,
+                    dir,
+                    state: flow.state,
+                    assured: flow.assured,
                 })
             }
             Op::TcpRst { f } => {
                 self.forget_expired(f);
+                let closed = State::Tcp(TcpState::Close);
                 Some(match self.flows.get_mut(&f) {
-                    Some(flow) if flow.state != State::Tcp(TcpState::Close) => {
-                        flow.state = State::Tcp(TcpState::Close);
-                        flow.last_used = now;
+                    // Before any reply, Linux deletes the connection at once.
+                    Some(flow) if !flow.seen_reply => {
+                        self.flows.remove(&f);
                         Expect::Tracked {
                             created: false,
-                            dir: Direction::Reply,
-                            state: flow.state,
+                            dir: Direction::Original,
+                            state: closed,
+                            assured: false,
+                        }
+                    }
+                    Some(flow) => {
+                        flow.state = closed;
+                        flow.last_used = now;
+                        flow.timeout = timeout(closed);
+                        Expect::Tracked {
+                            created: false,
+                            dir: Direction::Original,
+                            state: closed,
                             assured: flow.assured,
                         }
                     }
-                    _ => Expect::Invalid,
+                    None => Expect::Invalid,
                 })
             }
             Op::TcpBogus { f } => {
@@ -404,8 +432,16 @@ impl StateMachineTest for TableTest {
 
     fn init_test(_: &Model) -> Sut {
         let clock = ManualClock::new();
-        // A random hash key per run: the behaviour must not depend on it.
-        let table = ConnTable::with_clock(Config::with_buckets(BUCKETS), clock.clone()).unwrap();
+        // A random hash key per run: the behaviour must not depend on it. No mid-stream
+        // pick-up: the bogus segments must not open connections.
+        let config = Config {
+            tcp: TcpConfig {
+                loose: false,
+                ..TcpConfig::default()
+            },
+            ..Config::with_buckets(BUCKETS)
+        };
+        let table = ConnTable::with_clock(config, clock.clone()).unwrap();
         Sut {
             shadow: Model::default(),
             table,
@@ -462,7 +498,7 @@ impl StateMachineTest for TableTest {
                 let (c, s) = ends(f);
                 let (from_client, seg) = match op {
                     Op::TcpNext { .. } => before.next_segment(f),
-                    Op::TcpRst { .. } => (false, before.rst_segment(f)),
+                    Op::TcpRst { .. } => (true, before.rst_segment(f)),
                     _ => {
                         let isn = before.live(f).map_or(7, |flow| flow.isn);
                         (
@@ -668,15 +704,19 @@ fn build(l3: &L3, l4: &L4) -> (Vec<u8>, Packet) {
         } => {
             let mut o = Vec::new();
             let mut wscale = None;
+            let mut sack_permitted = false;
             for opt in opts {
                 match *opt {
                     TcpOpt::Nop => o.push(1),
                     TcpOpt::Mss(m) => o.extend([2, 4, (m >> 8) as u8, m as u8]),
                     TcpOpt::WindowScale(s) => {
                         o.extend([3, 3, s]);
-                        wscale = Some(s.min(14));
+                        wscale = Some(s);
                     }
-                    TcpOpt::SackPermitted => o.extend([4, 2]),
+                    TcpOpt::SackPermitted => {
+                        o.extend([4, 2]);
+                        sack_permitted = true;
+                    }
                     TcpOpt::Timestamps(a, b) => {
                         o.extend([8, 10]);
                         o.extend(a.to_be_bytes());
@@ -688,6 +728,7 @@ fn build(l3: &L3, l4: &L4) -> (Vec<u8>, Packet) {
                 o.push(0); // end of options
             }
             let doff = 20 + o.len();
+            let has_options = !o.is_empty();
             let mut t = Vec::new();
             t.extend(sport.to_be_bytes());
             t.extend(dport.to_be_bytes());
@@ -705,6 +746,9 @@ fn build(l3: &L3, l4: &L4) -> (Vec<u8>, Packet) {
                 flags: F::from_bits(*flags),
                 window: *window,
                 wscale,
+                sack_permitted,
+                sack: None,
+                has_options,
                 payload_len: *payload as u32,
             };
             (

@@ -1,13 +1,14 @@
 //! One tracked connection: its tuples, its protocol state, its last use and its deadline.
 
 use super::packet::{Packet, Transport};
-use super::tcp::{Tcb, TcpInvalid, TcpState};
-use super::timeouts::Timeouts;
+use super::table::Config;
+use super::tcp::{Env, Status, Tcb, TcpIgnored, TcpInvalid, TcpState, Verdict};
 use super::tuple::{Direction, TransProto, Tuple};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
 use crate::time::Instant;
 use std::fmt;
+use std::time::Duration;
 
 /// UDP (and ICMP echo) tracking: one reply makes the flow assured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,8 +49,8 @@ impl fmt::Display for State {
     }
 }
 
-/// Why the tracker rejected a packet. A rejected packet changes nothing: no connection is
-/// created, no state moves, the last-used time stays.
+/// Why the tracker rejected a packet. A rejected packet creates no connection and moves no
+/// state (the one exception is Linux's, on [`TcpInvalid`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Invalid {
     /// The TCP tracker rejected the segment.
@@ -74,34 +75,12 @@ impl std::error::Error for Invalid {}
 #[derive(Clone, Copy, Debug)]
 enum Proto {
     Tcp(Tcb),
-    Udp { replied: bool },
-    Icmp { replied: bool },
-}
-
-impl Proto {
-    fn state(&self) -> State {
-        let udp = |replied: bool| {
-            if replied {
-                UdpState::Replied
-            } else {
-                UdpState::Unreplied
-            }
-        };
-        match self {
-            Proto::Tcp(tcb) => State::Tcp(tcb.state()),
-            Proto::Udp { replied } => State::Udp(udp(*replied)),
-            Proto::Icmp { replied } => State::IcmpEcho(udp(*replied)),
-        }
-    }
-}
-
-fn timeout(state: State, t: &Timeouts) -> std::time::Duration {
-    match state {
-        State::Tcp(s) => t.tcp(s),
-        State::Udp(UdpState::Unreplied) => t.udp_unreplied,
-        State::Udp(UdpState::Replied) => t.udp_replied,
-        State::IcmpEcho(_) => t.icmp,
-    }
+    /// A UDP flow; it counts as a stream (longer timeout, assured) only for packets after
+    /// `stream_at`.
+    Udp {
+        stream_at: Instant,
+    },
+    Icmp,
 }
 
 /// Protected by [`Conn::inner`].
@@ -109,7 +88,43 @@ fn timeout(state: State, t: &Timeouts) -> std::time::Duration {
 struct Inner {
     proto: Proto,
     last_used: Instant,
-    assured: bool,
+    status: Status,
+}
+
+impl Inner {
+    fn state(&self) -> State {
+        let replied = if self.status.seen_reply {
+            UdpState::Replied
+        } else {
+            UdpState::Unreplied
+        };
+        match &self.proto {
+            Proto::Tcp(tcb) => State::Tcp(tcb.state()),
+            Proto::Udp { .. } => State::Udp(replied),
+            Proto::Icmp => State::IcmpEcho(replied),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state(),
+            assured: self.status.assured,
+        }
+    }
+}
+
+/// What an update did, for the table.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Updated {
+    /// The packet moved the connection (or refreshed it).
+    Accepted(Snapshot),
+    /// Let through without moving the connection or refreshing its deadline.
+    Ignored(Snapshot, TcpIgnored),
+    /// Accepted, and the connection is over: the table removes it (a RST before any reply).
+    Killed(Snapshot),
+    /// The packet reopens a closed connection: the table removes it and tracks the packet as
+    /// the first of a new one.
+    Reopen,
 }
 
 /// Why an update did not happen.
@@ -125,9 +140,9 @@ pub(crate) enum UpdateError {
 /// `track`; it stays readable after it left the table.
 ///
 /// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time
-/// and the assured flag. It is the innermost lock: the table takes it only inside a bucket
-/// lock of this connection, and nothing is locked while it is held (see the table's lock
-/// order), so the accessors below are safe to call from anywhere.
+/// and the status (reply seen, assured). It is the innermost lock: the table takes it only
+/// inside a bucket lock of this connection, and nothing is locked while it is held (see the
+/// table's lock order), so the accessors below are safe to call from anywhere.
 /// `deadline` is written only under `inner` *and* a bucket lock of this connection, so it is
 /// exact for a reader holding both bucket locks and a hint for a reader holding one.
 pub struct Conn {
@@ -158,11 +173,20 @@ pub(crate) struct Snapshot {
     pub(crate) assured: bool,
 }
 
+fn tcp_env(config: &Config, remaining: Duration) -> Env<'_> {
+    Env {
+        config: &config.tcp,
+        timeouts: &config.timeouts,
+        remaining,
+    }
+}
+
 impl Conn {
-    /// Whether `pkt` may open a new connection (TCP: a bare SYN; ICMP: an echo request).
-    pub(crate) fn check_opener(pkt: &Packet) -> Result<(), Invalid> {
+    /// Whether `pkt` may open a new connection (TCP: a SYN, or an ACK with
+    /// [`TcpConfig::loose`](super::TcpConfig::loose); ICMP: an echo request).
+    pub(crate) fn check_opener(pkt: &Packet, config: &Config) -> Result<(), Invalid> {
         match pkt.transport() {
-            Transport::Tcp(seg) if !Tcb::opens(seg) => Err(Invalid::Tcp(TcpInvalid::NotSyn)),
+            Transport::Tcp(seg) => Tcb::check_opener(seg, &config.tcp).map_err(Invalid::Tcp),
             Transport::IcmpEcho if pkt.tuple().is_echo_reply() == Some(true) => {
                 Err(Invalid::EchoReplyWithoutRequest)
             }
@@ -175,33 +199,43 @@ impl Conn {
         pkt: &Packet,
         buckets: [u32; 2],
         now: Instant,
-        timeouts: &Timeouts,
+        config: &Config,
     ) -> Result<(Conn, Snapshot), Invalid> {
-        Conn::check_opener(pkt)?;
-        let proto = match pkt.transport() {
-            Transport::Tcp(seg) => Proto::Tcp(Tcb::new(seg).map_err(Invalid::Tcp)?),
-            Transport::Udp => Proto::Udp { replied: false },
-            Transport::IcmpEcho => Proto::Icmp { replied: false },
+        Conn::check_opener(pkt, config)?;
+        let t = &config.timeouts;
+        let (proto, timeout) = match pkt.transport() {
+            Transport::Tcp(seg) => {
+                let env = tcp_env(config, Duration::ZERO);
+                let (tcb, verdict) = Tcb::new(seg, &env).map_err(Invalid::Tcp)?;
+                let timeout = match verdict {
+                    Verdict::Accepted {
+                        timeout: Some(timeout),
+                    } => timeout,
+                    _ => t.tcp(tcb.state()),
+                };
+                (Proto::Tcp(tcb), timeout)
+            }
+            Transport::Udp => (
+                Proto::Udp {
+                    stream_at: now.saturating_add(t.udp_stream_after),
+                },
+                t.udp_unreplied,
+            ),
+            Transport::IcmpEcho => (Proto::Icmp, t.icmp),
         };
-        let state = proto.state();
-        let deadline = now.saturating_add(timeout(state, timeouts));
+        let inner = Inner {
+            proto,
+            last_used: now,
+            status: Status::default(),
+        };
+        let snap = inner.snapshot();
         let conn = Conn {
             original: *pkt.tuple(),
             buckets,
-            deadline: AtomicU64::new(deadline.as_nanos()),
-            inner: Mutex::new(Inner {
-                proto,
-                last_used: now,
-                assured: false,
-            }),
+            deadline: AtomicU64::new(now.saturating_add(timeout).as_nanos()),
+            inner: Mutex::new(inner),
         };
-        Ok((
-            conn,
-            Snapshot {
-                state,
-                assured: false,
-            },
-        ))
+        Ok((conn, snap))
     }
 
     /// Feeds `pkt`, travelling in `dir`, to the connection at `now`.
@@ -213,46 +247,75 @@ impl Conn {
         dir: Direction,
         pkt: &Packet,
         now: Instant,
-        timeouts: &Timeouts,
-    ) -> Result<Snapshot, UpdateError> {
+        config: &Config,
+    ) -> Result<Updated, UpdateError> {
         let mut inner = self.inner.lock();
         if self.expired_at(now) {
             return Err(UpdateError::Expired);
         }
-        match (&mut inner.proto, pkt.transport()) {
+        let t = &config.timeouts;
+        let refresh = |inner: &mut Inner, timeout: Duration| {
+            inner.last_used = now;
+            let deadline = now.saturating_add(timeout);
+            self.deadline.store(deadline.as_nanos(), Ordering::Release);
+        };
+        let reply = dir == Direction::Reply;
+        let inner = &mut *inner;
+        let outcome = match (&mut inner.proto, pkt.transport()) {
             (Proto::Tcp(tcb), Transport::Tcp(seg)) => {
-                if tcb.reopens(dir, seg) {
-                    *tcb = Tcb::new(seg).map_err(|e| UpdateError::Invalid(Invalid::Tcp(e)))?;
-                    inner.assured = false;
+                let remaining = self.deadline().duration_since(now);
+                let env = tcp_env(config, remaining);
+                let mut status = inner.status;
+                match tcb.update(dir, seg, &env, &mut status) {
+                    Err((invalid, shorten)) => {
+                        if let Some(timeout) = shorten {
+                            let deadline = now.saturating_add(timeout);
+                            self.deadline.store(deadline.as_nanos(), Ordering::Release);
+                        }
+                        return Err(UpdateError::Invalid(Invalid::Tcp(invalid)));
+                    }
+                    Ok(Verdict::Reopen) => return Ok(Updated::Reopen),
+                    Ok(verdict) => {
+                        inner.status.assured = status.assured;
+                        verdict
+                    }
+                }
+            }
+            (Proto::Udp { stream_at }, Transport::Udp) => {
+                let timeout = if inner.status.seen_reply && now > *stream_at {
+                    inner.status.assured = true;
+                    t.udp_replied
                 } else {
-                    tcb.update(dir, seg)
-                        .map_err(|e| UpdateError::Invalid(Invalid::Tcp(e)))?;
+                    t.udp_unreplied
+                };
+                Verdict::Accepted {
+                    timeout: Some(timeout),
                 }
             }
-            (Proto::Udp { replied }, Transport::Udp)
-            | (Proto::Icmp { replied }, Transport::IcmpEcho) => {
-                if dir == Direction::Reply {
-                    *replied = true;
-                }
-            }
+            (Proto::Icmp, Transport::IcmpEcho) => Verdict::Accepted {
+                timeout: Some(t.icmp),
+            },
             // The tuple names the protocol, so a packet found by its tuple always matches.
             _ => return Err(UpdateError::Invalid(Invalid::EchoReplyWithoutRequest)),
+        };
+        if reply {
+            inner.status.seen_reply = true;
         }
-        let state = inner.proto.state();
-        if matches!(
-            state,
-            State::Tcp(TcpState::Established)
-                | State::Udp(UdpState::Replied)
-                | State::IcmpEcho(UdpState::Replied)
-        ) {
-            inner.assured = true;
-        }
-        inner.last_used = now;
-        let deadline = now.saturating_add(timeout(state, timeouts));
-        self.deadline.store(deadline.as_nanos(), Ordering::Release);
-        Ok(Snapshot {
-            state,
-            assured: inner.assured,
+        Ok(match outcome {
+            Verdict::Accepted { timeout } => {
+                if let Some(timeout) = timeout {
+                    refresh(inner, timeout);
+                } else {
+                    inner.last_used = now;
+                }
+                Updated::Accepted(inner.snapshot())
+            }
+            Verdict::Ignored(why) => Updated::Ignored(inner.snapshot(), why),
+            Verdict::Killed => {
+                inner.last_used = now;
+                Updated::Killed(inner.snapshot())
+            }
+            Verdict::Reopen => Updated::Reopen,
         })
     }
 
@@ -272,7 +335,7 @@ impl Conn {
     /// Whether early drop may evict this connection: not assured, or closing.
     pub(crate) fn evictable(&self) -> bool {
         let inner = self.inner.lock();
-        !inner.assured || inner.proto.state().is_closing()
+        !inner.status.assured || inner.state().is_closing()
     }
 
     /// The instant after which the connection expires unless a packet refreshes it.
@@ -309,12 +372,15 @@ impl Conn {
 
     /// The current protocol state.
     pub fn state(&self) -> State {
-        self.inner.lock().proto.state()
+        self.inner.lock().state()
     }
 
-    /// Whether a reply was seen and the connection was established (UDP: replied).
+    /// Whether the connection is assured, as Linux decides it: TCP once the handshake's last
+    /// ACK was followed by a valid segment in `established`; UDP once a packet arrives after a
+    /// reply more than two seconds into the flow; ICMP never. Early drop spares assured
+    /// connections that are not closing.
     pub fn assured(&self) -> bool {
-        self.inner.lock().assured
+        self.inner.lock().status.assured
     }
 
     /// When the last accepted packet was seen.

@@ -4,7 +4,7 @@
 //! A packet path calls [`ConnTable::track`] (or [`ConnTrack`], a table with its own reaper
 //! thread) for every packet: it finds the packet's connection in one bucket — reaping
 //! expired tuples it meets on the way — or creates it, then feeds the packet to the
-//! connection's state machine ([`Tcb`] for TCP) and returns the connection, the packet's
+//! connection's state machine (for TCP, Linux's: see [`TcpState`]) and returns the connection, the packet's
 //! [`Direction`] and the [`State`] that picks the timeout.
 //!
 //! ```
@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Modules: [`tuple`](Tuple) (one direction of a connection), [`packet`](Packet) (the parser),
-//! [`tcp`](Tcb) (the TCP tracker and Linux state names), [`timeouts`](Timeouts),
+//! [`tcp`](TcpState) (the TCP tracker, with Linux's states, windows and timeouts), [`timeouts`](Timeouts),
 //! [`table`](ConnTable) (buckets, lock order, early drop, counters) and [`reaper`](Reaper).
 
 mod conn;
@@ -44,7 +44,7 @@ pub use reaper::{ConnTrack, Reaper};
 pub use table::{
     Audit, AuditError, Config, ConfigError, ConnTable, ReaperConfig, Stats, TrackError, Tracked,
 };
-pub use tcp::{Tcb, TcpInvalid, TcpResult, TcpState};
+pub use tcp::{valid_flags, TcpConfig, TcpIgnored, TcpInvalid, TcpState, MAX_WSCALE};
 pub use timeouts::Timeouts;
 pub use tuple::{Direction, NetProto, TransProto, Tuple, TupleError};
 

@@ -97,8 +97,16 @@ pub struct TcpSegment {
     pub flags: TcpFlags,
     /// Advertised window, unscaled.
     pub window: u16,
-    /// The window scale option (shift, capped at 14), if present.
+    /// The window scale option's shift, if present. The parser passes it on as sent; the
+    /// tracker clamps it to 14 ([`MAX_WSCALE`](super::MAX_WSCALE)), as Linux does.
     pub wscale: Option<u8>,
+    /// The SACK-permitted option was present.
+    pub sack_permitted: bool,
+    /// The highest right edge of the SACK blocks, if the segment carried any.
+    pub sack: Option<u32>,
+    /// The header carried TCP options (of any kind). A segment built by hand with
+    /// `wscale` or `sack_permitted` set counts as having options either way.
+    pub has_options: bool,
     /// Bytes of payload.
     pub payload_len: u32,
 }
@@ -112,8 +120,17 @@ impl TcpSegment {
             flags,
             window: u16::MAX,
             wscale: None,
+            sack_permitted: false,
+            sack: None,
+            has_options: false,
             payload_len: 0,
         }
+    }
+
+    /// Whether the segment carries options ([`has_options`](TcpSegment::has_options), or an
+    /// option field set by hand).
+    pub fn carries_options(&self) -> bool {
+        self.has_options || self.wscale.is_some() || self.sack_permitted || self.sack.is_some()
     }
 
     /// Sequence space the segment occupies: payload plus one for SYN and one for FIN.
@@ -188,11 +205,6 @@ pub enum ParseError {
     UnsupportedProtocol(u8),
     /// An ICMP message other than echo request or reply.
     UnsupportedIcmpType(u8),
-    /// A TCP option whose length is impossible.
-    BadTcpOption {
-        /// The option kind.
-        kind: u8,
-    },
 }
 
 impl fmt::Display for ParseError {
@@ -232,7 +244,6 @@ impl fmt::Display for ParseError {
                     "ICMP type {t} is not tracked (only echo request and reply)"
                 )
             }
-            ParseError::BadTcpOption { kind } => write!(f, "TCP option {kind} has a bad length"),
         }
     }
 }
@@ -458,23 +469,34 @@ fn parse_tcp(t: &[u8]) -> Result<(u16, u16, TcpSegment), ParseError> {
             claimed: doff,
         });
     }
-    let mut wscale = None;
+    // Options are read the way Linux's conntrack reads them: a malformed option ends the
+    // walk (what was read so far counts) instead of rejecting the segment.
     let opts = &t[20..doff];
+    let mut wscale = None;
+    let mut sack_permitted = false;
+    let mut sack: Option<u32> = None;
     let mut i = 0;
     while i < opts.len() {
         match opts[i] {
             0 => break,
             1 => i += 1,
             kind => {
-                let len = usize::from(*opts.get(i + 1).ok_or(ParseError::BadTcpOption { kind })?);
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = usize::from(len);
                 if len < 2 || i + len > opts.len() {
-                    return Err(ParseError::BadTcpOption { kind });
+                    break;
                 }
-                if kind == 3 {
-                    if len != 3 {
-                        return Err(ParseError::BadTcpOption { kind });
+                let body = &opts[i + 2..i + len];
+                match (kind, len) {
+                    (3, 3) => wscale = Some(body[0]),
+                    (4, 2) => sack_permitted = true,
+                    (5, _) if len >= 10 && (len - 2) % 8 == 0 && sack.is_none() => {
+                        sack = body
+                            .chunks_exact(8)
+                            .map(|block| be32(block, 4))
+                            .reduce(|a, b| if (b.wrapping_sub(a) as i32) > 0 { b } else { a });
                     }
-                    wscale = Some(opts[i + 2].min(14));
+                    _ => {}
                 }
                 i += len;
             }
@@ -487,6 +509,9 @@ fn parse_tcp(t: &[u8]) -> Result<(u16, u16, TcpSegment), ParseError> {
         flags: TcpFlags::from_bits(t[13]),
         window: be16(t, 14),
         wscale,
+        sack_permitted,
+        sack,
+        has_options: doff > 20,
         payload_len,
     };
     Ok((be16(t, 0), be16(t, 2), seg))
@@ -546,10 +571,27 @@ mod tests {
         assert_eq!(seg.flags, TcpFlags::SYN | TcpFlags::ACK);
         assert_eq!((seg.seq, seg.ack, seg.window), (256, 512, 0x1000));
         assert_eq!(seg.wscale, Some(7));
+        assert!(!seg.sack_permitted);
         assert_eq!(seg.payload_len, 5);
         assert_eq!(seg.logical_len(), 6);
         assert_eq!(p.tuple().src_port(), 12345);
         assert_eq!(p.tuple().dst().to_string(), "192.0.2.2");
+    }
+
+    #[test]
+    fn sack_blocks_give_their_highest_right_edge_and_wscale_is_passed_on_unclamped() {
+        let mut opts = vec![1, 1, 5, 18];
+        for (left, right) in [(u32::MAX - 10, u32::MAX - 5), (u32::MAX - 2, 3)] {
+            opts.extend_from_slice(&left.to_be_bytes());
+            opts.extend_from_slice(&right.to_be_bytes());
+        }
+        opts.extend_from_slice(&[4, 2, 3, 3, 30, 1, 1, 0]);
+        let p = Packet::parse(&ipv4(6, &[], &tcp_hdr(0x10, &opts, 0))).unwrap();
+        let seg = p.tcp_segment().unwrap();
+        // 3 is after u32::MAX - 5 in sequence space (it wrapped).
+        assert_eq!(seg.sack, Some(3));
+        assert!(seg.sack_permitted);
+        assert_eq!(seg.wscale, Some(30));
     }
 
     #[test]
@@ -571,11 +613,11 @@ mod tests {
                 ..
             })
         ));
-        let bad_opt = ipv4(6, &[], &tcp_hdr(0x02, &[3, 0, 0, 0], 0));
-        assert_eq!(
-            Packet::parse(&bad_opt),
-            Err(ParseError::BadTcpOption { kind: 3 })
-        );
+        // A malformed option ends the option walk, as in Linux; the segment still parses.
+        let bad_opt = ipv4(6, &[], &tcp_hdr(0x02, &[4, 2, 3, 0], 0));
+        let seg = *Packet::parse(&bad_opt).unwrap().tcp_segment().unwrap();
+        assert!(seg.sack_permitted && seg.has_options);
+        assert_eq!(seg.wscale, None);
         assert_eq!(
             Packet::parse(&ipv4(47, &[], &[0; 8])),
             Err(ParseError::UnsupportedProtocol(47))

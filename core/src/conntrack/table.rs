@@ -1,7 +1,8 @@
 //! The table: a fixed array of locked buckets, each a list of tuples, reaped as it is walked.
 
-use super::conn::{Conn, Invalid, Snapshot, State, UpdateError};
+use super::conn::{Conn, Invalid, Snapshot, State, UpdateError, Updated};
 use super::packet::{Packet, ParseError};
+use super::tcp::{TcpConfig, TcpIgnored};
 use super::timeouts::Timeouts;
 use super::tuple::{Direction, Tuple};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,6 +60,9 @@ pub struct Config {
     pub early_drop_scan: usize,
     /// Idle timeouts.
     pub timeouts: Timeouts,
+    /// The TCP tracker's switches (Linux's `nf_conntrack_tcp_loose`, `_be_liberal`,
+    /// `_max_retrans`, with Linux's defaults).
+    pub tcp: TcpConfig,
     /// Reaper pacing.
     pub reaper: ReaperConfig,
 }
@@ -70,6 +74,7 @@ impl Default for Config {
             max_connections: None,
             early_drop_scan: 8,
             timeouts: Timeouts::linux(),
+            tcp: TcpConfig::default(),
             reaper: ReaperConfig::default(),
         }
     }
@@ -157,6 +162,12 @@ pub struct Tracked {
     pub assured: bool,
     /// Whether this packet created the connection.
     pub created: bool,
+    /// Set when the tracker let the packet through without moving the connection or
+    /// refreshing its timeout (Linux's "ignored" TCP segments), with the reason.
+    pub ignored: Option<TcpIgnored>,
+    /// Whether the packet ended the connection and the table removed it (as Linux does for a
+    /// RST before any reply). `conn` stays readable.
+    pub removed: bool,
 }
 
 /// Counters of a table.
@@ -170,6 +181,9 @@ pub struct Stats {
     pub reaped: u64,
     /// Connections evicted to make room.
     pub early_dropped: u64,
+    /// Connections the tracker ended: a RST before any reply, or a SYN reopening a closed
+    /// connection (the old one is counted here, the new one in `created`).
+    pub closed: u64,
     /// Packets refused because the table was full.
     pub refused: u64,
     /// Packets the tracker rejected.
@@ -212,7 +226,7 @@ pub enum AuditError {
         live: usize,
         /// Connections found.
         connections: usize,
-        /// `created - reaped - early_dropped`.
+        /// `created - reaped - early_dropped - closed`.
         net: u64,
     },
 }
@@ -237,7 +251,7 @@ impl fmt::Display for AuditError {
                 net,
             } => write!(
                 f,
-                "live counter {live}, {connections} connections in the table, created-reaped-dropped {net}"
+                "live counter {live}, {connections} connections in the table, created-reaped-dropped-closed {net}"
             ),
         }
     }
@@ -262,6 +276,7 @@ struct BucketStats {
     created: u64,
     reaped: u64,
     early_dropped: u64,
+    closed: u64,
     /// Rejected packets whose tuple hashes here.
     invalid: u64,
 }
@@ -277,6 +292,7 @@ struct BucketInner {
 enum Removal {
     Reaped,
     EarlyDropped,
+    Closed,
 }
 
 /// The two bucket locks of a connection, taken in ascending index order.
@@ -487,27 +503,30 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let t = *pkt.tuple();
         let (b, fp) = self.hash(&t);
         let mut stale = Vec::new();
+        let mut ended = None;
         let fast = {
             let mut guard = self.buckets[b].lock();
             let bucket = &mut *guard;
-            match Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
-                Some(i) => {
-                    let e = &bucket.entries[i];
-                    match e.conn.update(e.dir, pkt, now, &self.config.timeouts) {
-                        Ok(snap) => Some(Ok(tracked(&e.conn, e.dir, snap, false))),
-                        Err(UpdateError::Invalid(inv)) => {
+            let mut result = None;
+            if let Some(i) = Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
+                let e = &bucket.entries[i];
+                let outcome = e.conn.update(e.dir, pkt, now, &self.config);
+                match found(&e.conn, e.dir, outcome) {
+                    Found::Done(r) => {
+                        if r.is_err() {
                             bucket.stats.invalid += 1;
-                            Some(Err(TrackError::Invalid(inv)))
                         }
-                        Err(UpdateError::Expired) => {
-                            stale.push(Arc::clone(&e.conn));
-                            None
-                        }
+                        result = Some(r);
                     }
+                    Found::Remove(tracked) => {
+                        ended = Some(Arc::clone(&e.conn));
+                        result = Some(Ok(tracked));
+                    }
+                    Found::Reopen => ended = Some(Arc::clone(&e.conn)),
+                    Found::Expired => stale.push(Arc::clone(&e.conn)),
                 }
-                None => None,
             }
-            .or_else(|| match Conn::check_opener(pkt) {
+            result.or_else(|| match Conn::check_opener(pkt, &self.config) {
                 Err(inv) => {
                     bucket.stats.invalid += 1;
                     Some(Err(TrackError::Invalid(inv)))
@@ -515,6 +534,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 Ok(()) => None,
             })
         };
+        if let Some(conn) = ended {
+            self.remove_if(&conn, Removal::Closed, |_| true);
+        }
         self.reap_stale(stale, now);
         match fast {
             Some(result) => result,
@@ -539,33 +561,48 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let mut stale = Vec::new();
         let result = {
             let mut pair = self.lock_pair(b, r);
-            let mut found = None;
+            let mut existing = None;
             for e in &pair.get(b).entries {
                 if e.fingerprint == fp && e.conn.tuple(e.dir) == t {
-                    let outcome = match e.conn.update(e.dir, pkt, now, &self.config.timeouts) {
-                        Err(UpdateError::Expired) => {
+                    let outcome = e.conn.update(e.dir, pkt, now, &self.config);
+                    match found(&e.conn, e.dir, outcome) {
+                        Found::Expired => {
                             stale.push(Arc::clone(&e.conn));
                             continue;
                         }
-                        Err(UpdateError::Invalid(inv)) => Err(inv),
-                        Ok(snap) => Ok(snap),
-                    };
-                    found = Some((Arc::clone(&e.conn), e.dir, outcome));
-                    break;
-                }
-            }
-            match found {
-                Some((conn, dir, outcome)) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
-                    match outcome {
-                        Ok(snap) => Ok(tracked(&conn, dir, snap, false)),
-                        Err(inv) => {
-                            pair.get(b).stats.invalid += 1;
-                            Err(TrackError::Invalid(inv))
+                        other => {
+                            existing = Some((Arc::clone(&e.conn), other));
+                            break;
                         }
                     }
                 }
-                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config.timeouts) {
+            }
+            // Another thread created the flow meanwhile: the packet was its update. A
+            // connection the update ended leaves here, under both of its bucket locks (its
+            // tuples are `t`, in `b`, and `t.reply()`, in `r`).
+            let done = match existing {
+                // Keep the reserved slot: the packet opens a new connection below.
+                Some((conn, Found::Reopen)) => {
+                    self.remove_locked(&mut pair, &conn);
+                    None
+                }
+                Some((conn, Found::Remove(tracked))) => {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
+                    self.remove_locked(&mut pair, &conn);
+                    Some(Ok(tracked))
+                }
+                Some((_, Found::Done(result))) => {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
+                    if result.is_err() {
+                        pair.get(b).stats.invalid += 1;
+                    }
+                    Some(result)
+                }
+                Some((_, Found::Expired)) | None => None,
+            };
+            match done {
+                Some(result) => result,
+                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
                     Ok((conn, snap)) => {
                         let conn = Arc::new(conn);
                         let orig = pair.get(b);
@@ -670,9 +707,30 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         match why {
             Removal::Reaped => stats.reaped += 1,
             Removal::EarlyDropped => stats.early_dropped += 1,
+            Removal::Closed => stats.closed += 1,
         }
         self.live.fetch_sub(1, Ordering::AcqRel);
         true
+    }
+
+    /// Removes `conn`'s two tuples while the caller holds both of its bucket locks, counting
+    /// it as closed by the tracker.
+    ///
+    /// Preconditions: `pair` holds the buckets of both of `conn`'s tuples, and `conn` is in
+    /// the table.
+    fn remove_locked(&self, pair: &mut Pair<'_>, conn: &Arc<Conn>) {
+        for dir in [Direction::Original, Direction::Reply] {
+            let bucket = pair.get(conn.bucket(dir));
+            if let Some(i) = bucket
+                .entries
+                .iter()
+                .position(|e| e.dir == dir && Arc::ptr_eq(&e.conn, conn))
+            {
+                bucket.entries.swap_remove(i);
+            }
+        }
+        pair.get(conn.bucket(Direction::Original)).stats.closed += 1;
+        self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Removes the connections in `stale` that are still expired at `now`. Returns how many
@@ -782,6 +840,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             s.created += b.stats.created;
             s.reaped += b.stats.reaped;
             s.early_dropped += b.stats.early_dropped;
+            s.closed += b.stats.closed;
             s.invalid += b.stats.invalid;
         }
         s
@@ -828,7 +887,8 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let net = stats
             .created
             .wrapping_sub(stats.reaped)
-            .wrapping_sub(stats.early_dropped);
+            .wrapping_sub(stats.early_dropped)
+            .wrapping_sub(stats.closed);
         if stats.live != seen.len() || net != seen.len() as u64 {
             return Err(AuditError::Counts {
                 live: stats.live,
@@ -851,5 +911,37 @@ fn tracked(conn: &Arc<Conn>, dir: Direction, snap: Snapshot, created: bool) -> T
         state: snap.state,
         assured: snap.assured,
         created,
+        ignored: None,
+        removed: false,
+    }
+}
+
+/// What one update of a found connection means for `track`.
+enum Found {
+    /// Done: the packet's result.
+    Done(Result<Tracked, TrackError>),
+    /// Done, and the connection must leave the table (both tuples) once the lock is released.
+    Remove(Tracked),
+    /// The connection must leave the table and the packet open a new one.
+    Reopen,
+    /// The connection had expired.
+    Expired,
+}
+
+/// Classifies the outcome of `conn.update` for a packet travelling in `dir`.
+fn found(conn: &Arc<Conn>, dir: Direction, outcome: Result<Updated, UpdateError>) -> Found {
+    match outcome {
+        Ok(Updated::Accepted(snap)) => Found::Done(Ok(tracked(conn, dir, snap, false))),
+        Ok(Updated::Ignored(snap, why)) => Found::Done(Ok(Tracked {
+            ignored: Some(why),
+            ..tracked(conn, dir, snap, false)
+        })),
+        Ok(Updated::Killed(snap)) => Found::Remove(Tracked {
+            removed: true,
+            ..tracked(conn, dir, snap, false)
+        }),
+        Ok(Updated::Reopen) => Found::Reopen,
+        Err(UpdateError::Invalid(inv)) => Found::Done(Err(TrackError::Invalid(inv))),
+        Err(UpdateError::Expired) => Found::Expired,
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::sync::Arc;
-use crate::time::ManualClock;
+use crate::time::{Clock, ManualClock};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
@@ -56,25 +56,37 @@ fn flow_with_reply_below(t: &Table) -> (SocketAddr, SocketAddr) {
 }
 
 #[test]
-fn udp_reply_makes_the_flow_assured_and_the_timeout_follows_the_state() {
+fn udp_becomes_an_assured_stream_only_after_a_reply_and_two_seconds() {
     let (t, clock) = table(16, None);
     let (a, b) = (addr(1, 1000), addr(2, 53));
+    let left = |c: &Conn| c.deadline().duration_since(clock.now()).as_secs();
     let first = t.track(&udp(a, b)).unwrap();
     assert!(first.created && !first.assured);
     assert_eq!(first.state, State::Udp(UdpState::Unreplied));
-    assert_eq!(first.conn.deadline().as_nanos(), 30_000_000_000);
+    assert_eq!(left(&first.conn), 30);
     let reply = t.track(&udp(b, a)).unwrap();
     assert!(Arc::ptr_eq(&first.conn, &reply.conn));
     assert_eq!(
-        (reply.dir, reply.assured, reply.created),
-        (Direction::Reply, true, false)
+        (reply.dir, reply.state, reply.assured, reply.created),
+        (
+            Direction::Reply,
+            State::Udp(UdpState::Replied),
+            false,
+            false
+        )
     );
-    clock.advance(Duration::from_secs(119));
-    assert!(
-        t.lookup(&Tuple::udp(a, b).unwrap()).is_some(),
-        "replied: 120 s"
-    );
+    // A query and its answer within two seconds are not a stream (Linux: a DNS lookup
+    // should not hold an entry for two minutes).
+    assert_eq!(left(&reply.conn), 30);
     clock.advance(Duration::from_secs(2));
+    assert!(!t.track(&udp(a, b)).unwrap().assured, "not *after* 2 s yet");
+    clock.advance(Duration::from_millis(1));
+    let stream = t.track(&udp(a, b)).unwrap();
+    assert!(stream.assured);
+    assert_eq!(left(&stream.conn), 120);
+    clock.advance(Duration::from_secs(120));
+    assert!(t.lookup(&Tuple::udp(a, b).unwrap()).is_some(), "120 s");
+    clock.advance(Duration::from_secs(1));
     assert!(t.lookup(&Tuple::udp(a, b).unwrap()).is_none());
     assert_eq!(t.stats().live, 0);
     assert_eq!(t.stats().reaped, 1);
@@ -226,34 +238,72 @@ fn a_closing_connection_is_dropped_early_even_if_assured() {
 
 #[test]
 fn invalid_packets_change_nothing_and_are_counted() {
-    let (t, _clock) = table(16, None);
+    let clock = ManualClock::new();
+    let strict = Config {
+        tcp: TcpConfig {
+            loose: false,
+            ..TcpConfig::default()
+        },
+        ..Config::with_buckets(16)
+    };
+    let t = ConnTable::with_clock(strict, clock.clone()).unwrap();
     let (c, s) = (addr(1, 10), addr(2, 22));
     assert_eq!(
         t.track(&tcp(c, s, F::ACK, 5, 5)).unwrap_err(),
         TrackError::Invalid(Invalid::Tcp(TcpInvalid::NotSyn))
     );
-    assert_eq!(t.stats().live, 0, "a mid-stream ACK creates nothing");
+    assert_eq!(
+        t.stats().live,
+        0,
+        "without loose, a mid-stream ACK creates nothing"
+    );
     let syn = t.track(&tcp(c, s, F::SYN, 100, 0)).unwrap();
-    let before = syn.conn.last_used();
+    let before = (syn.conn.last_used(), syn.conn.deadline());
+    clock.advance(Duration::from_secs(1));
     let forged = t.track(&tcp(s, c, F::RST | F::ACK, 0, 4242)).unwrap_err();
     assert_eq!(
         forged,
-        TrackError::Invalid(Invalid::Tcp(TcpInvalid::BadAck))
+        TrackError::Invalid(Invalid::Tcp(TcpInvalid::AckAboveSent))
+    );
+    assert_eq!(
+        t.track(&tcp(c, s, F::SYN | F::FIN, 100, 0)).unwrap_err(),
+        TrackError::Invalid(Invalid::Tcp(TcpInvalid::BadFlags))
     );
     assert_eq!(syn.conn.state(), State::Tcp(TcpState::SynSent));
-    assert_eq!(syn.conn.last_used(), before);
+    assert_eq!((syn.conn.last_used(), syn.conn.deadline()), before);
     let echo = Packet::icmp_echo_reply(c.ip(), s.ip(), 9).unwrap();
     assert_eq!(
         t.track(&echo).unwrap_err(),
         TrackError::Invalid(Invalid::EchoReplyWithoutRequest)
     );
-    assert_eq!(t.stats().invalid, 3);
+    assert_eq!(t.stats().invalid, 4);
     assert!(matches!(
         t.track_bytes(&[0x45, 0, 0]),
         Err(TrackError::Malformed(ParseError::Truncated { .. }))
     ));
     assert_eq!(t.stats().live, 1);
     t.audit().unwrap();
+}
+
+#[test]
+fn loose_picks_up_a_connection_in_the_middle_with_a_short_timeout() {
+    let (t, clock) = table(16, None);
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    let mid = t.track(&tcp(c, s, F::ACK, 5000, 9000)).unwrap();
+    assert!(mid.created);
+    assert_eq!(
+        (mid.state, mid.assured),
+        (State::Tcp(TcpState::Established), false)
+    );
+    // Until the other side answers, Linux keeps such an entry for 300 s, not 5 days.
+    assert_eq!(
+        mid.conn.deadline().duration_since(clock.now()),
+        Duration::from_secs(300)
+    );
+    let answer = t.track(&tcp(s, c, F::ACK, 9000, 5000)).unwrap();
+    assert!(Arc::ptr_eq(&answer.conn, &mid.conn));
+    let again = t.track(&tcp(c, s, F::ACK, 5000, 9000)).unwrap();
+    assert!(again.assured);
 }
 
 #[test]
@@ -275,22 +325,49 @@ fn icmp_echo_is_tracked_by_identifier() {
 }
 
 #[test]
-fn a_new_syn_reopens_a_closed_connection_in_place() {
+fn a_syn_after_its_own_sides_rst_reopens_as_a_new_connection() {
     let (t, _clock) = table(16, None);
     let (c, s) = (addr(1, 10), addr(2, 22));
     let conn = establish(&t, c, s);
-    t.track(&tcp(s, c, F::RST, 901, 0)).unwrap();
+    t.track(&tcp(c, s, F::RST, 101, 0)).unwrap();
     assert_eq!(conn.state(), State::Tcp(TcpState::Close));
-    assert!(
-        t.track(&tcp(c, s, F::ACK, 101, 901)).is_err(),
-        "a reset stays reset"
-    );
     let again = t.track(&tcp(c, s, F::SYN, 5555, 0)).unwrap();
-    assert!(Arc::ptr_eq(&again.conn, &conn));
+    assert!(again.created && !Arc::ptr_eq(&again.conn, &conn));
     assert_eq!(
         (again.state, again.assured),
         (State::Tcp(TcpState::SynSent), false)
     );
+    assert_eq!((t.stats().live, t.stats().closed), (1, 1));
+    t.audit().unwrap();
+}
+
+#[test]
+fn a_syn_after_the_peers_rst_is_let_through_and_ignored() {
+    let (t, _clock) = table(16, None);
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    let conn = establish(&t, c, s);
+    t.track(&tcp(s, c, F::RST, 901, 0)).unwrap();
+    let syn = t.track(&tcp(c, s, F::SYN, 5555, 0)).unwrap();
+    assert!(Arc::ptr_eq(&syn.conn, &conn));
+    assert_eq!(syn.ignored, Some(TcpIgnored::OutOfSync));
+    assert_eq!(syn.state, State::Tcp(TcpState::Close));
+    // The server's SYN-ACK to that SYN resynchronises the tracker.
+    let synack = t.track(&tcp(s, c, F::SYN | F::ACK, 7000, 5556)).unwrap();
+    assert_eq!(synack.state, State::Tcp(TcpState::SynRecv));
+    assert_eq!(synack.ignored, None);
+}
+
+#[test]
+fn a_rst_before_any_reply_removes_the_connection() {
+    let (t, _clock) = table(16, None);
+    let (c, s) = (addr(1, 10), addr(2, 22));
+    let syn = t.track(&tcp(c, s, F::SYN, 100, 0)).unwrap();
+    let rst = t.track(&tcp(s, c, F::RST | F::ACK, 0, 101)).unwrap();
+    assert!(rst.removed && Arc::ptr_eq(&rst.conn, &syn.conn));
+    assert_eq!(rst.state, State::Tcp(TcpState::Close));
+    assert!(t.lookup(&syn.conn.original()).is_none());
+    assert_eq!((t.stats().live, t.stats().closed), (0, 1));
+    t.audit().unwrap();
 }
 
 #[test]

@@ -11,6 +11,11 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// Idle timeouts per state. [`Timeouts::linux`] is the default.
 ///
+/// UDP follows Linux's stream rule: a flow gets [`udp_replied`](Timeouts::udp_replied) (and
+/// is assured) only for a packet seen after a reply *and* more than
+/// [`udp_stream_after`](Timeouts::udp_stream_after) after the flow's first packet; until then
+/// every packet refreshes it to [`udp_unreplied`](Timeouts::udp_unreplied).
+///
 /// ```
 /// use refwatch::conntrack::{TcpState, Timeouts};
 /// use std::time::Duration;
@@ -38,10 +43,22 @@ pub struct Timeouts {
     pub tcp_close: Duration,
     /// TCP `syn-sent2` (simultaneous open).
     pub tcp_syn_sent2: Duration,
+    /// TCP, any state with a longer timeout, after [`TcpConfig::max_retrans`] identical
+    /// segments in a row or while the receiver advertises a zero window
+    /// (`nf_conntrack_tcp_timeout_max_retrans`).
+    ///
+    /// [`TcpConfig::max_retrans`]: super::TcpConfig::max_retrans
+    pub tcp_retrans: Duration,
+    /// TCP, any state with a longer timeout, while data is unacknowledged, and for a
+    /// connection picked up in the middle before any reply
+    /// (`nf_conntrack_tcp_timeout_unacknowledged`).
+    pub tcp_unacknowledged: Duration,
     /// UDP, no reply seen yet.
     pub udp_unreplied: Duration,
-    /// UDP, a reply was seen (assured).
+    /// UDP, a reply was seen and the flow is older than `udp_stream_after` (assured).
     pub udp_replied: Duration,
+    /// How old a replied UDP flow must be to count as a stream (Linux: 2 s).
+    pub udp_stream_after: Duration,
     /// ICMP echo.
     pub icmp: Duration,
 }
@@ -60,8 +77,11 @@ impl Timeouts {
             tcp_time_wait: Duration::from_secs(120),
             tcp_close: Duration::from_secs(10),
             tcp_syn_sent2: Duration::from_secs(120),
+            tcp_retrans: Duration::from_secs(300),
+            tcp_unacknowledged: Duration::from_secs(300),
             udp_unreplied: Duration::from_secs(30),
             udp_replied: Duration::from_secs(120),
+            udp_stream_after: Duration::from_secs(2),
             icmp: Duration::from_secs(30),
         }
     }
@@ -82,6 +102,8 @@ impl Timeouts {
             tcp_time_wait: other,
             tcp_close: other,
             tcp_syn_sent2: alive,
+            tcp_retrans: alive,
+            tcp_unacknowledged: alive,
             ..Timeouts::linux()
         }
     }
@@ -113,6 +135,8 @@ impl Timeouts {
             self.tcp_time_wait,
             self.tcp_close,
             self.tcp_syn_sent2,
+            self.tcp_retrans,
+            self.tcp_unacknowledged,
             self.udp_unreplied,
             self.udp_replied,
             self.icmp,
@@ -148,6 +172,11 @@ mod tests {
         assert_eq!(t.tcp(TcpState::TimeWait), secs(120));
         assert_eq!(t.tcp(TcpState::Close), secs(10));
         assert_eq!(t.tcp(TcpState::SynSent2), secs(120));
+        assert_eq!(
+            (t.tcp_retrans, t.tcp_unacknowledged),
+            (secs(300), secs(300))
+        );
+        assert_eq!(t.udp_stream_after, secs(2));
         assert_eq!((t.udp_unreplied, t.udp_replied), (secs(30), secs(120)));
         assert_eq!(t.longest(), 5 * DAY);
     }
