@@ -4,6 +4,13 @@
 //!
 //! Loss is applied A→B *after* tracking and B→A *before* tracking, so refwatch sees exactly
 //! the packets that A's kernel sees leave (output hook) and arrive (input hook).
+//!
+//! Per-packet join with the kernel's verdicts, through the IPv4 DSCP field (which neither
+//! tracker looks at): A's nftables output chain marks what the kernel's conntrack calls
+//! invalid with [`DSCP_KERNEL_INVALID`], so the forwarder knows the kernel's verdict on every
+//! A→B packet it reads; in `observe` mode the forwarder delivers what refwatch calls invalid
+//! instead of dropping it, marked with [`DSCP_REFWATCH_INVALID`], and A's input chain counts
+//! how many of those the kernel calls invalid too.
 
 use crate::error::{Context, Result};
 use crate::rng::SplitMix64;
@@ -21,6 +28,38 @@ use std::time::{Duration, Instant};
 const HISTORY: usize = 16;
 /// Packets read from one device before the other gets a turn.
 const BATCH: usize = 64;
+
+/// DSCP (CS2) that A's output chain sets on packets the kernel's conntrack calls invalid.
+pub const DSCP_KERNEL_INVALID: u8 = 16;
+/// DSCP (CS1) that the forwarder sets, in observe mode, on B→A packets refwatch calls invalid.
+pub const DSCP_REFWATCH_INVALID: u8 = 8;
+
+/// The DSCP of an IPv4 packet.
+fn dscp(pkt: &[u8]) -> Option<u8> {
+    (pkt.len() >= 20 && pkt[0] >> 4 == 4).then(|| pkt[1] >> 2)
+}
+
+/// A copy of an IPv4 packet with its DSCP set to `code` and the header checksum redone.
+fn with_dscp(pkt: &[u8], code: u8) -> Option<Vec<u8>> {
+    dscp(pkt)?;
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return None;
+    }
+    let mut out = pkt.to_vec();
+    out[1] = (code << 2) | (out[1] & 0x03);
+    out[10] = 0;
+    out[11] = 0;
+    let mut sum: u32 = out[..ihl]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    out[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    Some(out)
+}
 
 /// Which way a packet travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +86,7 @@ pub enum Verdict {
     Forwarded(State),
     /// Dropped by the simulated loss (A→B: after tracking, B→A: before).
     Lost,
-    /// Dropped: refwatch called it invalid.
+    /// refwatch called it invalid: dropped (or, in observe mode, delivered marked).
     Invalid(String),
     /// Dropped: the table was full.
     TableFull,
@@ -64,6 +103,8 @@ pub struct PacketNote {
     pub tcp: Option<refwatch::conntrack::TcpSegment>,
     /// What happened to it.
     pub verdict: Verdict,
+    /// A→B: whether the kernel's conntrack called it invalid (from the DSCP mark).
+    pub kernel_invalid: Option<bool>,
 }
 
 impl fmt::Display for PacketNote {
@@ -83,11 +124,15 @@ impl fmt::Display for PacketNote {
             None => f.write_str("udp")?,
         }
         match &self.verdict {
-            Verdict::Forwarded(st) => write!(f, " -> {st}"),
-            Verdict::Lost => f.write_str(" -> lost (simulated)"),
-            Verdict::Invalid(r) => write!(f, " -> DROPPED invalid: {r}"),
-            Verdict::TableFull => f.write_str(" -> DROPPED table full"),
+            Verdict::Forwarded(st) => write!(f, " -> {st}")?,
+            Verdict::Lost => f.write_str(" -> lost (simulated)")?,
+            Verdict::Invalid(r) => write!(f, " -> refwatch INVALID: {r}")?,
+            Verdict::TableFull => f.write_str(" -> DROPPED table full")?,
         }
+        if self.kernel_invalid == Some(true) {
+            f.write_str(" [kernel: invalid]")?;
+        }
+        Ok(())
     }
 }
 
@@ -112,6 +157,8 @@ pub struct DirStats {
     pub write_errors: BTreeMap<String, u64>,
     /// The largest packet read (above the MTU would mean the device hands out GSO packets).
     pub largest: usize,
+    /// A→B only: packets by (kernel called it invalid, refwatch called it invalid).
+    pub join: [[u64; 2]; 2],
 }
 
 impl DirStats {
@@ -165,6 +212,8 @@ pub struct ForwardConfig {
     pub loss: f64,
     /// Seed of the loss pattern.
     pub seed: u64,
+    /// Deliver what refwatch calls invalid (marked) instead of dropping it.
+    pub observe: bool,
 }
 
 impl Forwarder {
@@ -193,6 +242,7 @@ impl Forwarder {
                     table,
                     rng: SplitMix64::new(cfg.seed ^ 0x10_55),
                     loss: cfg.loss,
+                    observe: cfg.observe,
                     start: Instant::now(),
                     report: ForwardReport::default(),
                     activity: act,
@@ -258,6 +308,7 @@ struct Loop {
     table: Arc<ConnTable>,
     rng: SplitMix64,
     loss: f64,
+    observe: bool,
     start: Instant,
     report: ForwardReport,
     activity: Arc<Activity>,
@@ -352,6 +403,7 @@ impl Loop {
         };
         stats.read += 1;
         stats.largest = stats.largest.max(bytes.len());
+        let kernel_invalid = (way == Way::AtoB).then(|| dscp(bytes) == Some(DSCP_KERNEL_INVALID));
         let pkt = match Packet::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -372,20 +424,24 @@ impl Loop {
         let verdict = if way == Way::BtoA && self.lose() {
             Verdict::Lost
         } else {
-            match self.table.track(&pkt) {
+            let v = match self.table.track(&pkt) {
                 Ok(t) => {
                     if t.created {
                         self.report.created.push(t.conn.original());
                     }
-                    if way == Way::AtoB && self.lose() {
-                        Verdict::Lost
-                    } else {
-                        Verdict::Forwarded(t.state)
-                    }
+                    Verdict::Forwarded(t.state)
                 }
                 Err(TrackError::Invalid(inv)) => Verdict::Invalid(inv.to_string()),
                 Err(TrackError::TableFull { .. }) => Verdict::TableFull,
                 Err(TrackError::Malformed(e)) => Verdict::Invalid(format!("malformed: {e}")),
+            };
+            if let Some(k) = kernel_invalid {
+                let r = matches!(v, Verdict::Invalid(_));
+                self.report.a_to_b.join[usize::from(k)][usize::from(r)] += 1;
+            }
+            match v {
+                Verdict::Forwarded(_) if way == Way::AtoB && self.lose() => Verdict::Lost,
+                v => v,
             }
         };
         let stats = match way {
@@ -403,6 +459,7 @@ impl Loop {
             way,
             tcp,
             verdict,
+            kernel_invalid,
         };
         let log = self.report.flows.entry(key).or_default();
         log.packets += 1;
@@ -412,12 +469,22 @@ impl Loop {
                 log.first_invalid.push(note.clone());
             }
         }
-        let deliver = matches!(note.verdict, Verdict::Forwarded(_));
+        let deliver = match note.verdict {
+            Verdict::Forwarded(_) => true,
+            Verdict::Invalid(_) => self.observe,
+            Verdict::Lost | Verdict::TableFull => false,
+        };
+        let mark = matches!(note.verdict, Verdict::Invalid(_)) && way == Way::BtoA;
         if log.recent.len() == HISTORY {
             log.recent.pop_front();
         }
         log.recent.push_back(note);
-        if deliver {
+        if deliver && mark {
+            match with_dscp(bytes, DSCP_REFWATCH_INVALID) {
+                Some(marked) => self.deliver(&marked, to, way),
+                None => self.deliver(bytes, to, way),
+            }
+        } else if deliver {
             self.deliver(bytes, to, way);
         }
     }
@@ -434,5 +501,36 @@ impl Loop {
             }
             Err(e) => *stats.write_errors.entry(e.to_string()).or_default() += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dscp_mark_keeps_the_header_checksum_valid() {
+        // A minimal IPv4 header (UDP, 198.18.2.1 -> 198.18.1.1) with a correct checksum.
+        let mut h = [
+            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0, 0, 198, 18, 2, 1, 198,
+            18, 1, 1,
+        ];
+        let sum = |b: &[u8]| {
+            let mut s: u32 = b
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum();
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s as u16
+        };
+        let c = !sum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(sum(&h), 0xffff);
+        let m = with_dscp(&h, DSCP_REFWATCH_INVALID).unwrap();
+        assert_eq!(dscp(&m), Some(DSCP_REFWATCH_INVALID));
+        assert_eq!(sum(&m), 0xffff);
+        assert_eq!(&m[12..], &h[12..]);
     }
 }

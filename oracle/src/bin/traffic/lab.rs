@@ -6,6 +6,7 @@
 //! ```
 
 use crate::error::{failed, Error, Result};
+use crate::forwarder::{DSCP_KERNEL_INVALID, DSCP_REFWATCH_INVALID};
 use crate::netns::Netns;
 use crate::tun::Tun;
 use std::net::Ipv4Addr;
@@ -76,21 +77,28 @@ fn find_in_path(tool: &str) -> Option<std::path::PathBuf> {
 }
 
 /// The ruleset for A: conntrack on the output and input hooks, counting (never dropping)
-/// what it calls invalid, per protocol, and every packet for scale.
+/// what it calls invalid, per protocol, and every packet for scale. The output chain marks
+/// invalid packets with a DSCP the forwarder reads (the kernel's verdict per packet); the
+/// input chain counts the packets the forwarder marked as refwatch-invalid (observe mode).
 fn ruleset() -> String {
-    let chain = |name: &str, hook: &str| {
+    let chain = |name: &str, hook: &str, extra: &str| {
         format!(
             "  chain {name} {{\n    type filter hook {hook} priority 0; policy accept;\n    \
              counter comment \"{name}-all\"\n    \
              ct state invalid counter comment \"{name}-invalid\"\n    \
              ct state invalid meta l4proto tcp counter comment \"{name}-invalid-tcp\"\n    \
-             ct state invalid meta l4proto udp counter comment \"{name}-invalid-udp\"\n  }}\n"
+             ct state invalid meta l4proto udp counter comment \"{name}-invalid-udp\"\n{extra}  }}\n"
         )
     };
+    let out = format!("    ct state invalid ip dscp set {DSCP_KERNEL_INVALID}\n");
+    let inp = format!(
+        "    ip dscp {DSCP_REFWATCH_INVALID} counter comment \"in-refwatch-invalid\"\n    \
+         ip dscp {DSCP_REFWATCH_INVALID} ct state invalid counter comment \"in-refwatch-invalid-kernel-invalid\"\n"
+    );
     format!(
         "table inet {NFT_TABLE} {{\n{}{}}}\n",
-        chain("out", "output"),
-        chain("in", "input")
+        chain("out", "output", &out),
+        chain("in", "input", &inp)
     )
 }
 

@@ -47,6 +47,10 @@ usage: traffic [options]
   --tolerance SECS     allowed timeout difference per flow (default 3)
   --mtu N              MTU of both devices (default 1500)
   --no-gso             one segment per packet (gso_max_segs 1), so A's conntrack sees segments
+  --observe            deliver what refwatch calls invalid (marked) instead of dropping it, so
+                       the kernel judges those packets too
+  --verbose            list every flow of the comparison, not only disagreements
+  --drain SECS         how long to wait for the last segments after the traffic (default 10)
   --skip-unavailable   exit 0 (saying so) when the machine cannot run the test
   --help               this text";
 
@@ -64,6 +68,9 @@ struct Options {
     tolerance: Duration,
     mtu: u32,
     no_gso: bool,
+    observe: bool,
+    verbose: bool,
+    drain: Duration,
     skip_unavailable: bool,
     help: bool,
 }
@@ -82,6 +89,9 @@ impl Options {
             tolerance: Duration::from_secs(3),
             mtu: 1500,
             no_gso: false,
+            observe: false,
+            verbose: false,
+            drain: Duration::from_secs(10),
             skip_unavailable: false,
             help: false,
         };
@@ -111,6 +121,9 @@ impl Options {
                 "--tolerance" => o.tolerance = Duration::from_secs(num(&arg, &value(&arg)?)?),
                 "--mtu" => o.mtu = num(&arg, &value(&arg)?)?,
                 "--no-gso" => o.no_gso = true,
+                "--observe" => o.observe = true,
+                "--verbose" => o.verbose = true,
+                "--drain" => o.drain = Duration::from_secs(num(&arg, &value(&arg)?)?),
                 "--skip-unavailable" => o.skip_unavailable = true,
                 "--help" | "-h" => o.help = true,
                 other => return Err(format!("unknown argument {other:?}")),
@@ -201,6 +214,7 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
         ForwardConfig {
             loss: opts.loss,
             seed,
+            observe: opts.observe,
         },
     )?;
     let plan = traffic::Plan {
@@ -214,7 +228,7 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
     };
     let started = Instant::now();
     let traffic = traffic::run(&a, &b, plan)?;
-    let undrained = drain(&a, &b, &fwd, opts.timeout.min(Duration::from_secs(30)))?;
+    let undrained = drain(&a, &b, &fwd, opts.drain)?;
     let (fwd_report, tun_a, tun_b) = fwd.stop()?;
     // Read both tables back to back, so that their timeouts are comparable.
     let kernel_flows = kernel::conntrack(&a)?;
@@ -262,6 +276,8 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
         devices,
         comparison,
         stats: table.stats(),
+        observe: opts.observe,
+        verbose: opts.verbose,
         wall,
     })
 }
@@ -286,13 +302,14 @@ fn main() {
     });
     println!(
         "traffic: seed {seed} (--seed {seed} repeats the payloads and loss pattern), {} TCP connections \
-         ({} B up, {} B down), {} UDP flows, loss {:.2}%, GSO {}",
+         ({} B up, {} B down), {} UDP flows, loss {:.2}%, GSO {}, refwatch-invalid packets {}",
         opts.conns,
         opts.request_bytes,
         opts.reply_bytes,
         opts.udp_flows,
         opts.loss * 100.0,
-        if opts.no_gso { "off (gso_max_segs 1)" } else { "kernel default" }
+        if opts.no_gso { "off (gso_max_segs 1)" } else { "kernel default" },
+        if opts.observe { "delivered (observe)" } else { "dropped" }
     );
     match run(&opts, seed) {
         Ok(outcome) => {

@@ -27,6 +27,10 @@ pub struct Outcome {
     pub comparison: Comparison,
     /// refwatch's table counters.
     pub stats: Stats,
+    /// Whether refwatch-invalid packets were delivered (marked) rather than dropped.
+    pub observe: bool,
+    /// Print every flow, not only the disagreeing ones.
+    pub verbose: bool,
     /// From the first connection to the end of the comparison.
     pub wall: Duration,
 }
@@ -95,7 +99,7 @@ impl Outcome {
                 log.packets, log.invalid
             );
             if !log.first_invalid.is_empty() {
-                println!("    first packets refwatch dropped as invalid:");
+                println!("    first packets refwatch called invalid:");
                 for n in &log.first_invalid {
                     println!("      {n}");
                 }
@@ -218,16 +222,44 @@ impl Outcome {
         let ref_a_b = f.a_to_b.invalid_total();
         let ref_b_a = f.b_to_a.invalid_total();
         println!(
-            "  invalid: refwatch {} (A->B {ref_a_b}, judged after A's output hook; B->A {ref_b_a}, dropped before \
-             A's input hook, which never saw them), kernel {} (output {out_inv}, input {in_inv})",
+            "  invalid totals: refwatch {} (A->B {ref_a_b}, B->A {ref_b_a}), kernel {} (output {out_inv}, input {in_inv})",
             ref_a_b + ref_b_a,
             out_inv + in_inv
         );
         let invalid_ok = ref_a_b + ref_b_a <= out_inv + in_inv;
         check(invalid_ok);
         if !invalid_ok {
+            println!("  FAILED: refwatch called more packets invalid than the kernel did");
+        }
+        let [[both_valid, only_ref], [only_kernel, both_invalid]] = f.a_to_b.join;
+        println!(
+            "  A->B per packet (kernel verdict from the DSCP mark A's output chain sets; the kernel judged \
+             GSO packets, refwatch their segments): both valid {both_valid}, both invalid {both_invalid}, \
+             only the kernel invalid {only_kernel}, only refwatch invalid {only_ref}"
+        );
+        check(only_ref == 0);
+        if only_ref > 0 {
+            println!("  FAILED: refwatch called {only_ref} A->B packets invalid that the kernel called valid");
+        }
+        if self.observe {
+            let marked = self.nft("in-refwatch-invalid");
+            let agreed = self.nft("in-refwatch-invalid-kernel-invalid");
             println!(
-                "  FAILED: refwatch dropped more packets as invalid than the kernel counted invalid: it dropped valid packets"
+                "  B->A per packet (observe mode: refwatch-invalid packets delivered marked): refwatch invalid \
+                 {ref_b_a}, reached A's input hook {marked}, of which the kernel called invalid {agreed}, valid {}",
+                marked - agreed.min(marked)
+            );
+            check(marked == agreed);
+            if marked != agreed {
+                println!(
+                    "  FAILED: refwatch called {} B->A packets invalid that the kernel called valid",
+                    marked - agreed.min(marked)
+                );
+            }
+        } else if ref_b_a > 0 {
+            println!(
+                "  B->A: refwatch dropped {ref_b_a} packets before A's input hook, so the kernel never judged them \
+                 (--observe delivers them marked, for the kernel to judge)"
             );
         }
 
@@ -277,13 +309,30 @@ impl Outcome {
             println!("  DISAGREES:");
             self.print_flow(fl);
         }
+        if self.verbose {
+            for fl in c.flows.iter().filter(|fl| fl.agrees()) {
+                println!(
+                    "  agrees: {} [{}]: kernel {}; refwatch {}",
+                    fl.tuple,
+                    fl.label,
+                    fl.kernel
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    fl.refwatch
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
         let invalid_agreeing: Vec<&FlowResult> = c
             .flows
             .iter()
             .filter(|fl| fl.agrees() && f.flows.get(&fl.tuple).is_some_and(|l| l.invalid > 0))
             .collect();
         for fl in invalid_agreeing {
-            println!("  agrees in the end, but refwatch dropped packets of it as invalid:");
+            println!("  agrees in the end, but refwatch called packets of it invalid:");
             self.print_flow(fl);
         }
         println!("== wall time {:.1}s", self.wall.as_secs_f64());
