@@ -20,6 +20,7 @@ mod error;
 mod forwarder;
 mod kernel;
 mod lab;
+mod mirror;
 mod netns;
 mod report;
 mod rng;
@@ -28,7 +29,7 @@ mod tun;
 
 use error::{failed, Context, Error, Result};
 use forwarder::{ForwardConfig, Forwarder};
-use refwatch::conntrack::{Config, ConnTable, Tuple};
+use refwatch::conntrack::{ConnTable, Tuple};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -206,7 +207,8 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
         tun_b,
         tcp_options,
     } = lab;
-    let table = Arc::new(ConnTable::new(Config::default()).context("building the ConnTable")?);
+    let (config, config_diffs) = mirror::from_kernel(&a)?;
+    let table = Arc::new(ConnTable::new(config).context("building the ConnTable")?);
     let fwd = Forwarder::spawn(
         tun_a,
         tun_b,
@@ -269,6 +271,13 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
     drop((tun_a, tun_b));
     Ok(report::Outcome {
         tcp_options,
+        switches: format!(
+            "nf_conntrack_tcp_loose={} nf_conntrack_tcp_be_liberal={} nf_conntrack_tcp_max_retrans={}",
+            u8::from(config.tcp.loose),
+            u8::from(config.tcp.be_liberal),
+            config.tcp.max_retrans
+        ),
+        config_diffs,
         traffic,
         undrained,
         forward: fwd_report,

@@ -13,6 +13,10 @@ use std::time::Duration;
 pub struct Outcome {
     /// TCP option sysctls of both namespaces.
     pub tcp_options: Vec<String>,
+    /// A's conntrack switches, which refwatch mirrors.
+    pub switches: String,
+    /// Where refwatch's default configuration differs from A's kernel.
+    pub config_diffs: Vec<String>,
     /// The traffic's results.
     pub traffic: TrafficReport,
     /// What was still moving when the drain wait gave up (`None`: drained).
@@ -126,6 +130,13 @@ impl Outcome {
         println!("== namespaces");
         for l in &self.tcp_options {
             println!("  {l}");
+        }
+        println!(
+            "  A's conntrack: {}; refwatch runs with the same switches and timeouts",
+            self.switches
+        );
+        for d in &self.config_diffs {
+            println!("  refwatch default differs: {d}");
         }
 
         println!("== traffic");
