@@ -13,6 +13,7 @@
 //! how many of those the kernel calls invalid too.
 
 use crate::error::{Context, Result};
+use crate::probe::{ProbeResult, PROBE_PORT};
 use crate::rng::SplitMix64;
 use crate::tun::Tun;
 use refwatch::conntrack::{ConnTable, Packet, State, TrackError, Transport, Tuple};
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -217,12 +218,14 @@ pub struct ForwardConfig {
 }
 
 impl Forwarder {
-    /// Starts forwarding between `tun_a` and `tun_b` through `table`.
+    /// Starts forwarding between `tun_a` and `tun_b` through `table`; the verdicts on the
+    /// [probe](crate::probe) go to `probe`.
     pub fn spawn(
         tun_a: Tun,
         tun_b: Tun,
         table: Arc<ConnTable>,
         cfg: ForwardConfig,
+        probe: mpsc::Sender<ProbeResult>,
     ) -> Result<Forwarder> {
         // SAFETY: eventfd takes two integers and returns a new descriptor or -1.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -243,6 +246,7 @@ impl Forwarder {
                     rng: SplitMix64::new(cfg.seed ^ 0x10_55),
                     loss: cfg.loss,
                     observe: cfg.observe,
+                    probe,
                     start: Instant::now(),
                     report: ForwardReport::default(),
                     activity: act,
@@ -309,6 +313,7 @@ struct Loop {
     rng: SplitMix64,
     loss: f64,
     observe: bool,
+    probe: mpsc::Sender<ProbeResult>,
     start: Instant,
     report: ForwardReport,
     activity: Arc<Activity>,
@@ -413,6 +418,20 @@ impl Loop {
                 return;
             }
         };
+        if way == Way::AtoB
+            && matches!(pkt.transport(), Transport::Tcp(_))
+            && pkt.tuple().dst_port() == PROBE_PORT
+        {
+            let refwatch = match self.table.track(&pkt) {
+                Ok(t) => Ok(t.state.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = self.probe.send(ProbeResult {
+                kernel_invalid: kernel_invalid == Some(true),
+                refwatch,
+            });
+            return;
+        }
         let key = match way {
             Way::AtoB => *pkt.tuple(),
             Way::BtoA => pkt.tuple().reply(),

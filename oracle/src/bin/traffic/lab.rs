@@ -8,6 +8,7 @@
 use crate::error::{failed, Error, Result};
 use crate::forwarder::{DSCP_KERNEL_INVALID, DSCP_REFWATCH_INVALID};
 use crate::netns::Netns;
+use crate::probe::PROBE_PORT;
 use crate::tun::Tun;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -81,15 +82,19 @@ fn find_in_path(tool: &str) -> Option<std::path::PathBuf> {
 /// invalid packets with a DSCP the forwarder reads (the kernel's verdict per packet); the
 /// input chain counts the packets the forwarder marked as refwatch-invalid (observe mode).
 fn ruleset() -> String {
-    let chain = |name: &str, hook: &str, extra: &str| {
+    let chain = |name: &str, hook: &str, first: &str, extra: &str| {
         format!(
-            "  chain {name} {{\n    type filter hook {hook} priority 0; policy accept;\n    \
+            "  chain {name} {{\n    type filter hook {hook} priority 0; policy accept;\n{first}    \
              counter comment \"{name}-all\"\n    \
              ct state invalid counter comment \"{name}-invalid\"\n    \
              ct state invalid meta l4proto tcp counter comment \"{name}-invalid-tcp\"\n    \
              ct state invalid meta l4proto udp counter comment \"{name}-invalid-udp\"\n{extra}  }}\n"
         )
     };
+    let probe = format!(
+        "    tcp dport {PROBE_PORT} ct state invalid ip dscp set {DSCP_KERNEL_INVALID} counter comment \"probe-invalid\"\n    \
+         tcp dport {PROBE_PORT} accept\n"
+    );
     let out = format!("    ct state invalid ip dscp set {DSCP_KERNEL_INVALID}\n");
     let inp = format!(
         "    ip dscp {DSCP_REFWATCH_INVALID} counter comment \"in-refwatch-invalid\"\n    \
@@ -97,8 +102,8 @@ fn ruleset() -> String {
     );
     format!(
         "table inet {NFT_TABLE} {{\n{}{}}}\n",
-        chain("out", "output", &out),
-        chain("in", "input", &inp)
+        chain("out", "output", &probe, &out),
+        chain("in", "input", "", &inp)
     )
 }
 

@@ -22,6 +22,7 @@ mod kernel;
 mod lab;
 mod mirror;
 mod netns;
+mod probe;
 mod report;
 mod rng;
 mod traffic;
@@ -209,6 +210,7 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
     } = lab;
     let (config, config_diffs) = mirror::from_kernel(&a)?;
     let table = Arc::new(ConnTable::new(config).context("building the ConnTable")?);
+    let (probe_tx, probe_rx) = std::sync::mpsc::channel();
     let fwd = Forwarder::spawn(
         tun_a,
         tun_b,
@@ -218,7 +220,12 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
             seed,
             observe: opts.observe,
         },
+        probe_tx,
     )?;
+    probe::send(&a)?;
+    let probe = probe_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| failed("the probe sent from A never reached the forwarder"))?;
     let plan = traffic::Plan {
         conns: opts.conns,
         request_bytes: opts.request_bytes,
@@ -278,6 +285,7 @@ fn run(opts: &Options, seed: u64) -> Result<report::Outcome> {
             config.tcp.max_retrans
         ),
         config_diffs,
+        probe,
         traffic,
         undrained,
         forward: fwd_report,

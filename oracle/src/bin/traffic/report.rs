@@ -17,6 +17,8 @@ pub struct Outcome {
     pub switches: String,
     /// Where refwatch's default configuration differs from A's kernel.
     pub config_diffs: Vec<String>,
+    /// The self-check of the per-packet join.
+    pub probe: crate::probe::ProbeResult,
     /// The traffic's results.
     pub traffic: TrafficReport,
     /// What was still moving when the drain wait gave up (`None`: drained).
@@ -138,6 +140,24 @@ impl Outcome {
         for d in &self.config_diffs {
             println!("  refwatch default differs: {d}");
         }
+
+        let p = &self.probe;
+        let probe_ok = p.kernel_invalid && p.refwatch.is_err();
+        check(probe_ok);
+        println!(
+            "  {}self-check, a stray ACK from A: kernel {} (mark {}); refwatch {}",
+            if probe_ok { "" } else { "FAILED " },
+            if p.kernel_invalid { "invalid" } else { "valid" },
+            if p.kernel_invalid {
+                "seen by the forwarder: the per-packet join works"
+            } else {
+                "not seen"
+            },
+            match &p.refwatch {
+                Ok(s) => format!("valid ({s})"),
+                Err(e) => format!("invalid ({e})"),
+            }
+        );
 
         println!("== traffic");
         let done = t.tcp.iter().filter(|c| c.ok()).count();
