@@ -401,15 +401,38 @@ impl Loop {
         self.loss > 0.0 && self.rng.next_f64() < self.loss
     }
 
+    /// The [probe](crate::probe): both verdicts reported, never delivered, counted nowhere
+    /// else (refwatch's own `invalid` counter excepted).
+    fn probe(&mut self, pkt: &Packet, kernel_invalid: bool) {
+        let refwatch = match self.table.track(pkt) {
+            Ok(t) => Ok(t.state.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = self.probe.send(ProbeResult {
+            kernel_invalid,
+            refwatch,
+        });
+    }
+
     fn handle(&mut self, bytes: &[u8], to: &Tun, way: Way) {
+        let kernel_invalid = (way == Way::AtoB).then(|| dscp(bytes) == Some(DSCP_KERNEL_INVALID));
+        let parsed = Packet::parse(bytes);
+        if let Ok(pkt) = &parsed {
+            if way == Way::AtoB
+                && matches!(pkt.transport(), Transport::Tcp(_))
+                && pkt.tuple().dst_port() == PROBE_PORT
+            {
+                self.probe(pkt, kernel_invalid == Some(true));
+                return;
+            }
+        }
         let stats = match way {
             Way::AtoB => &mut self.report.a_to_b,
             Way::BtoA => &mut self.report.b_to_a,
         };
         stats.read += 1;
         stats.largest = stats.largest.max(bytes.len());
-        let kernel_invalid = (way == Way::AtoB).then(|| dscp(bytes) == Some(DSCP_KERNEL_INVALID));
-        let pkt = match Packet::parse(bytes) {
+        let pkt = match parsed {
             Ok(p) => p,
             Err(e) => {
                 // Not something refwatch tracks (or could parse): deliver it untouched.
@@ -418,20 +441,7 @@ impl Loop {
                 return;
             }
         };
-        if way == Way::AtoB
-            && matches!(pkt.transport(), Transport::Tcp(_))
-            && pkt.tuple().dst_port() == PROBE_PORT
-        {
-            let refwatch = match self.table.track(&pkt) {
-                Ok(t) => Ok(t.state.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = self.probe.send(ProbeResult {
-                kernel_invalid: kernel_invalid == Some(true),
-                refwatch,
-            });
-            return;
-        }
+        {}
         let key = match way {
             Way::AtoB => *pkt.tuple(),
             Way::BtoA => pkt.tuple().reply(),

@@ -217,7 +217,7 @@ impl Outcome {
             println!("  read errors: {}", reasons(&f.read_errors));
         }
         println!(
-            "  refwatch table: {} connections created, {} live, {} packets invalid",
+            "  refwatch table: {} connections created, {} live, {} packets invalid (the self-check's included)",
             self.stats.created, self.stats.live, self.stats.invalid
         );
 
