@@ -239,8 +239,8 @@ impl Outcome {
         }
         if out_all < f.a_to_b.read {
             println!(
-                "  GSO: A's output hook saw {out_all} packets where the forwarder read {} segments from A's device: \
-                 the kernel's conntrack judged {} GSO super-packets before segmentation (see --no-gso)",
+                "  GSO: A's output hook saw {out_all} packets where the forwarder read {} segments from A's device \
+                 ({} more): the kernel's conntrack judges GSO packets before segmentation (--no-gso avoids it)",
                 f.a_to_b.read,
                 f.a_to_b.read - out_all
             );
