@@ -1,10 +1,11 @@
-//! Command-line parsing for `cargo xtask` (no dependencies: the grammar is five flags).
+//! Command-line parsing for `cargo xtask` (no dependencies: the grammar is a few flags).
 
 use std::time::Duration;
 
 /// Printed by `cargo xtask --help` and after a usage error.
 pub const USAGE: &str = "\
 Usage: cargo xtask verify [OPTIONS]
+       cargo xtask oracle [ORACLE OPTIONS] [-- DIFFERENTIAL ARGS]
 
 Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/loom), every
 shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle), and
@@ -21,6 +22,24 @@ Options:
       --json            print only JSON on stdout (progress still goes to stderr)
       --timeout SECS    time limit for each model run, with or without a mutant [default: 300]
   -h, --help            print this help
+
+`cargo xtask oracle` builds and runs the kernel-differential harness (refwatch-oracle's
+`differential` binary, release mode): the Linux kernel's nf_conntrack and refwatch's
+ConnTable, fed the same packets side by side in a private network namespace (two tun
+devices, nftables `ct state invalid drop`), over the scripted sequences and N generated
+ones. Needs root, /dev/net/tun, `ip` and `nft` (Debian: apt-get install nftables). Prints
+the agreement per field, every disagreement pattern with a minimal example, and ends with
+`oracle: N passed, N failed` (packets). Its exit code is passed through: 0 when every
+disagreement is listed in oracle/DEPARTURES.md, 1 when one is not, 3 when it cannot run.
+
+Oracle options:
+      --skip-unavailable  exit 0 (saying so) where the kernel side cannot run (not root, no
+                          tun, no nft, not Linux)
+      --seed S            seed of the generated sequences [default: 1]
+      --sequences N       generated sequences [default: 10000]
+      --json              print only JSON on stdout
+  Anything after `--` goes to `differential` as is (e.g. -- --steps \"O S 1; R SA 9/2\",
+  -- --top 15, -- --trace; see `cargo run -p refwatch-oracle --bin differential -- --help`).
 ";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -30,6 +49,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum Command {
     Help,
     Verify(Options),
+    /// `oracle`: the arguments for the `differential` binary.
+    Oracle(Vec<String>),
 }
 
 /// Options of `verify`.
@@ -68,10 +89,15 @@ impl Options {
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut args = args.into_iter();
     match args.next().as_deref() {
-        None => return Err("missing command (the only command is `verify`)".into()),
+        None => return Err("missing command (`verify` or `oracle`)".into()),
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("verify") => {}
-        Some(other) => return Err(format!("unknown command `{other}` (expected `verify`)")),
+        Some("oracle") => return parse_oracle(args),
+        Some(other) => {
+            return Err(format!(
+                "unknown command `{other}` (expected `verify` or `oracle`)"
+            ))
+        }
     }
 
     let mut options = Options::default();
@@ -112,6 +138,43 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     Ok(Command::Verify(options))
 }
 
+/// Parses `oracle`'s options into the `differential` binary's arguments.
+fn parse_oracle<I: Iterator<Item = String>>(mut args: I) -> Result<Command, String> {
+    let mut out = Vec::new();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value)),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--" => {
+                out.extend(args);
+                break;
+            }
+            "--skip-unavailable" | "--json" if inline.is_some() => {
+                return Err(format!("`{flag}` takes no value"));
+            }
+            "--skip-unavailable" | "--json" => out.push(flag),
+            "--seed" | "--sequences" => {
+                let v = match inline {
+                    Some(v) => v.to_string(),
+                    None => args
+                        .next()
+                        .ok_or_else(|| format!("`{flag}` needs a value"))?,
+                };
+                if v.parse::<u64>().is_err() {
+                    return Err(format!("`{flag}` wants a whole number, got `{v}`"));
+                }
+                out.push(flag);
+                out.push(v);
+            }
+            _ => return Err(format!("unknown argument `{arg}` (pass it after `--`)")),
+        }
+    }
+    Ok(Command::Oracle(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +206,22 @@ mod tests {
         assert!(parse_str("verify --json=1").is_err());
         assert!(parse_str("verify --timeout 0").is_err());
         assert!(parse_str("verify --skip-mutants --only-mutants").is_err());
+    }
+
+    #[test]
+    fn oracle_passes_arguments_through() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(parse_str("oracle"), Ok(Command::Oracle(vec![])));
+        assert_eq!(
+            parse_str("oracle --skip-unavailable --seed=5 --sequences 20 --json -- --top 3"),
+            Ok(Command::Oracle(args(
+                "--skip-unavailable --seed 5 --sequences 20 --json --top 3"
+            )))
+        );
+        assert_eq!(parse_str("oracle --help"), Ok(Command::Help));
+        assert!(parse_str("oracle --seed").is_err());
+        assert!(parse_str("oracle --seed x").is_err());
+        assert!(parse_str("oracle --json=1").is_err());
+        assert!(parse_str("oracle --top 3").is_err());
     }
 }

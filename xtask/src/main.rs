@@ -1,6 +1,10 @@
 //! `cargo xtask verify`: runs every loom and shuttle model of `refwatch-models`, then every
 //! mutant in `models/mutants/`, and prints one report.
 //!
+//! `cargo xtask oracle`: builds and runs `refwatch-oracle`'s `differential` binary (the
+//! Linux kernel's conntrack against refwatch's, packet by packet) and passes its exit code
+//! through.
+//!
 //! - Each model runs on its own (one test binary invocation per `#[test]`), so each gets its
 //!   own verdict, time, preemption bound and interleaving count (read from the
 //!   `REFWATCH-MODEL` line the model prints; see `models/src/lib.rs`).
@@ -16,6 +20,7 @@ mod cli;
 mod exec;
 mod models;
 mod mutants;
+mod oracle;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -36,8 +41,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Verify(options)) => options,
+        Ok(Command::Oracle(args)) => return oracle::run(&workspace_root(), &args),
         Err(e) => {
-            eprintln!("xtask: {e}\nUsage: cargo xtask verify [OPTIONS] (see `cargo xtask --help`)");
+            eprintln!(
+                "xtask: {e}\nUsage: cargo xtask verify|oracle [OPTIONS] (see `cargo xtask --help`)"
+            );
             return ExitCode::from(2);
         }
     };
