@@ -272,10 +272,9 @@ impl Model {
                 } else {
                     Direction::Reply
                 };
-                let reopen = self
-                    .flows
-                    .get(&f)
-                    .is_none_or(|flow| flow.state == State::Tcp(TcpState::Close) || flow.step == 7);
+                let reopen = self.flows.get(&f).map_or(true, |flow| {
+                    flow.state == State::Tcp(TcpState::Close) || flow.step == 7
+                });
                 if reopen {
                     // A new connection: the old one (closed by the client's RST or FIN)
                     // leaves the table.

@@ -61,12 +61,7 @@ impl Flow {
         };
         let out = self.tcb.update(dir, &s, &env, &mut self.status);
         match out {
-            Ok(Verdict::Accepted { timeout }) => {
-                if let Some(t) = timeout {
-                    self.timeout = t;
-                }
-            }
-            Err((_, Some(t))) => self.timeout = t,
+            Ok(Verdict::Accepted { timeout: Some(t) }) | Err((_, Some(t))) => self.timeout = t,
             _ => {}
         }
         if out.is_ok() && dir == R {
