@@ -23,6 +23,9 @@ pub struct Observation {
     pub accepted: bool,
     /// The packet's connection after it, if any.
     pub conn: Option<ConnView>,
+    /// For an accepted packet of an existing connection: whether it refreshed the
+    /// connection's timeout (`false`: Linux's "ignored" packets). `None` when unknown.
+    pub refreshed: Option<bool>,
 }
 
 impl Observation {
@@ -53,11 +56,20 @@ pub enum Field {
     Assured,
     /// The timeout (compared when both sides have a connection).
     Timeout,
+    /// Whether an accepted packet refreshed the timeout or was ignored (compared when both
+    /// sides know).
+    Refresh,
 }
 
 impl Field {
     /// All fields, in report order.
-    pub const ALL: [Field; 4] = [Field::State, Field::Verdict, Field::Assured, Field::Timeout];
+    pub const ALL: [Field; 5] = [
+        Field::State,
+        Field::Verdict,
+        Field::Assured,
+        Field::Timeout,
+        Field::Refresh,
+    ];
 
     /// The field's name in keys and reports.
     pub fn name(self) -> &'static str {
@@ -66,6 +78,7 @@ impl Field {
             Field::Verdict => "verdict",
             Field::Assured => "assured",
             Field::Timeout => "timeout",
+            Field::Refresh => "refresh",
         }
     }
 
@@ -108,8 +121,9 @@ pub struct Mismatch {
 /// The outcome of comparing one packet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Comparison {
-    /// Which fields were compared (assured and timeout only when both have a connection).
-    pub compared: [bool; 4],
+    /// Which fields were compared (assured and timeout only when both have a connection,
+    /// refresh only when both know).
+    pub compared: [bool; 5],
     /// The disagreements.
     pub mismatches: Vec<Mismatch>,
 }
@@ -156,6 +170,10 @@ pub fn compare(kernel: &Observation, refwatch: &Observation) -> Comparison {
             kernel_timeout_name(k.timeout).to_string(),
             r.timeout.to_string(),
         );
+    }
+    if let (Some(k), Some(r)) = (kernel.refreshed, refwatch.refreshed) {
+        let name = |b: bool| if b { "refreshed" } else { "ignored" }.to_string();
+        check(Field::Refresh, k == r, name(k), name(r));
     }
     c
 }
@@ -220,6 +238,7 @@ mod tests {
                 assured: a,
                 timeout: t,
             }),
+            refreshed: None,
         }
     }
 
@@ -240,7 +259,7 @@ mod tests {
         let k = obs(true, Some(("ESTABLISHED", true, 299)));
         let r = obs(true, Some(("ESTABLISHED", true, 432_000)));
         let c = compare(&k, &r);
-        assert_eq!(c.compared, [true; 4]);
+        assert_eq!(c.compared, [true, true, true, true, false]);
         assert_eq!(c.mismatches.len(), 1);
         assert_eq!(c.mismatches[0].field, Field::Timeout);
         assert_eq!(c.mismatches[0].kernel, "300");
@@ -249,13 +268,21 @@ mod tests {
             &obs(false, None),
             &obs(true, Some(("SYN_SENT", false, 120))),
         );
-        assert_eq!(c.compared, [true, true, false, false]);
+        assert_eq!(c.compared, [true, true, false, false, false]);
         let fields: Vec<Field> = c.mismatches.iter().map(|m| m.field).collect();
         assert_eq!(fields, [Field::State, Field::Verdict]);
         assert_eq!(c.mismatches[0].kernel, "NONE");
 
         let c = compare(&obs(true, None), &obs(true, None));
         assert!(c.mismatches.is_empty());
+
+        let mut k = obs(true, Some(("ESTABLISHED", true, 432_000)));
+        let mut r = k.clone();
+        k.refreshed = Some(false);
+        r.refreshed = Some(true);
+        let c = compare(&k, &r);
+        assert!(c.compared[Field::Refresh.index()]);
+        assert_eq!(c.mismatches[0].kernel, "ignored");
     }
 
     #[test]

@@ -157,6 +157,16 @@ impl Step {
         }
     }
 
+    /// The IP protocol number of a packet step (0 for a wait).
+    pub fn ip_proto(&self) -> u8 {
+        match self {
+            Step::Tcp(_) => crate::wire::PROTO_TCP,
+            Step::Udp { .. } => crate::wire::PROTO_UDP,
+            Step::Echo { .. } => crate::wire::PROTO_ICMP,
+            Step::Wait(_) => 0,
+        }
+    }
+
     /// The protocol name used in pattern keys.
     pub fn proto(&self) -> &'static str {
         match self {

@@ -19,6 +19,8 @@ Options:
       --steps NOTATION      run only this sequence (e.g. \"O S 1000; R SA 5000/1001\"), traced
       --trace               print every packet of every sequence
       --top N               print only the N most frequent patterns
+      --cross-check N       check the first N table reads (over ctnetlink) against
+                            /proc/net/nf_conntrack [default: 3000]
       --departures PATH     the departures table [default: oracle/DEPARTURES.md]
       --json                print only JSON on stdout (summary lines go to stderr)
       --skip-unavailable    exit 0 (saying so) when the kernel side cannot run here
@@ -38,6 +40,8 @@ pub struct Options {
     pub trace: bool,
     /// Print only this many patterns.
     pub top: Option<usize>,
+    /// Table reads to cross-check against `/proc/net/nf_conntrack`.
+    pub cross_check: u64,
     /// The departures file.
     pub departures: PathBuf,
     /// JSON on stdout.
@@ -59,6 +63,7 @@ impl Default for Options {
             steps: None,
             trace: false,
             top: None,
+            cross_check: 3000,
             departures: default_departures(),
             json: false,
             skip_unavailable: false,
@@ -102,6 +107,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 let n = number("--top", value("--top")?)?;
                 o.top = Some(usize::try_from(n).map_err(|_| "`--top` is too large")?);
             }
+            "--cross-check" => o.cross_check = number("--cross-check", value("--cross-check")?)?,
             "--steps" => o.steps = Some(value("--steps")?),
             "--departures" => o.departures = PathBuf::from(value("--departures")?),
             "--trace" | "--json" | "--skip-unavailable" if inline.is_some() => {

@@ -84,9 +84,9 @@ impl RefSide {
     /// Tracks `bytes` and reads the packet's connection afterwards.
     pub fn send(&self, bytes: &[u8]) -> Result<Observation, RefError> {
         let pkt = Packet::parse(bytes).map_err(|e| RefError::Malformed(e.to_string()))?;
-        let accepted = match self.table.track(&pkt) {
-            Ok(_) => true,
-            Err(TrackError::Invalid(_)) => false,
+        let (accepted, refreshed) = match self.table.track(&pkt) {
+            Ok(t) => (true, Some(t.ignored.is_none())),
+            Err(TrackError::Invalid(_)) => (false, None),
             Err(TrackError::Malformed(e)) => return Err(RefError::Malformed(e.to_string())),
             Err(TrackError::TableFull { .. }) => return Err(RefError::TableFull),
         };
@@ -99,6 +99,10 @@ impl RefSide {
                 timeout,
             }
         });
-        Ok(Observation { accepted, conn })
+        Ok(Observation {
+            accepted,
+            conn,
+            refreshed,
+        })
     }
 }

@@ -15,9 +15,11 @@ pub struct Tally {
     /// Packets.
     pub packets: u64,
     /// Per field: packets where it was compared.
-    pub compared: [u64; 4],
+    pub compared: [u64; 5],
     /// Per field: packets where it agreed.
-    pub agreed: [u64; 4],
+    pub agreed: [u64; 5],
+    /// Packets where state, verdict, assured and timeout agreed (as far as compared).
+    pub all4: u64,
     /// Packets where every compared field agreed.
     pub all: u64,
 }
@@ -26,7 +28,8 @@ impl Tally {
     fn add(&mut self, other: &Tally) {
         self.packets += other.packets;
         self.all += other.all;
-        for i in 0..4 {
+        self.all4 += other.all4;
+        for i in 0..5 {
             self.compared[i] += other.compared[i];
             self.agreed[i] += other.agreed[i];
         }
@@ -114,7 +117,11 @@ fn pct(n: u64, d: u64) -> String {
 
 /// One observation in words: `accepted ESTABLISHED assured 432000s`.
 pub fn describe(o: &Observation) -> String {
-    let v = if o.accepted { "accepted" } else { "invalid" };
+    let v = match (o.accepted, o.refreshed) {
+        (false, _) => "invalid",
+        (true, Some(false)) => "accepted (ignored)",
+        (true, _) => "accepted",
+    };
     match &o.conn {
         None => format!("{v}, no connection"),
         Some(c) => format!(
@@ -143,7 +150,7 @@ impl Report {
                 self.tcp_established += 1;
             }
         }
-        let mut first_seen = [false; 4];
+        let mut first_seen = [false; 5];
         for p in &r.packets {
             let step = &r.input.steps[p.step];
             let t = self
@@ -153,6 +160,9 @@ impl Report {
             t.packets += 1;
             if p.cmp.mismatches.is_empty() {
                 t.all += 1;
+            }
+            if p.cmp.mismatches.iter().all(|m| m.field == Field::Refresh) {
+                t.all4 += 1;
             }
             for f in Field::ALL {
                 if p.cmp.compared[f.index()] {
@@ -230,8 +240,16 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-            "agreement", "packets", "state", "verdict", "assured", "timeout", "all four"
+            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
+            "agreement",
+            "packets",
+            "state",
+            "verdict",
+            "assured",
+            "timeout",
+            "all four",
+            "refresh",
+            "all five"
         );
         let mut total = Tally::default();
         let mut by_kind: BTreeMap<String, Tally> = BTreeMap::new();
@@ -239,13 +257,15 @@ impl Report {
             let f = |i: usize| pct(t.agreed[i], t.compared[i]);
             let _ = writeln!(
                 s,
-                "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+                "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
                 name,
                 t.packets,
                 f(0),
                 f(1),
                 f(2),
                 f(3),
+                pct(t.all4, t.packets),
+                f(4),
                 pct(t.all, t.packets)
             );
         };
@@ -260,9 +280,11 @@ impl Report {
         row(&mut s, "total", &total);
         let _ = writeln!(
             s,
-            "(assured and timeout are compared when both sides have a connection: {} and {} packets; \
-             a timeout agrees when refwatch's t and the kernel's r have t-2 <= r <= t)",
-            total.compared[2], total.compared[3]
+            "(assured and timeout are compared when both sides have a connection ({} packets); a \
+             timeout agrees when refwatch's t and the kernel's r have t-2 <= r <= t; refresh \
+             (refreshed the timeout, or was ignored) is compared for accepted packets of existing \
+             connections ({} packets))",
+            total.compared[2], total.compared[4]
         );
         s
     }
@@ -341,10 +363,11 @@ impl Report {
                     })
                     .collect();
                 format!(
-                    "{{\"origin\":{},\"proto\":{},\"packets\":{},\"all\":{},{}}}",
+                    "{{\"origin\":{},\"proto\":{},\"packets\":{},\"all_four\":{},\"all\":{},{}}}",
                     json_str(kind),
                     json_str(proto),
                     t.packets,
+                    t.all4,
                     t.all,
                     fields.join(",")
                 )
@@ -420,6 +443,7 @@ mod tests {
                 assured: false,
                 timeout: t,
             }),
+            refreshed: None,
         }
     }
 

@@ -167,6 +167,10 @@ pub fn kernel_view(e: &Entry, server: Ipv4Addr) -> ConnView {
 /// How many sequences share the kernel table between flushes.
 pub const FLUSH_EVERY: u32 = 256;
 
+/// The timeout (seconds) an existing kernel entry is set to before each packet: no state of
+/// Linux's has it, so an entry still reading it afterwards was not refreshed.
+pub const SENTINEL_TIMEOUT: u32 = 7777;
+
 /// Runs sequences against the kernel and a fresh refwatch table each.
 #[derive(Debug)]
 pub struct Runner {
@@ -175,6 +179,8 @@ pub struct Runner {
     slot: u32,
     /// Seconds of real waiting the `+Ns` steps cost.
     pub waited: Duration,
+    /// Lookups still to cross-check against `/proc/net/nf_conntrack`.
+    pub cross_check_left: u64,
 }
 
 impl Runner {
@@ -184,6 +190,7 @@ impl Runner {
             kernel,
             slot: 0,
             waited: Duration::ZERO,
+            cross_check_left: 0,
         }
     }
 
@@ -195,7 +202,8 @@ impl Runner {
         let ep = Endpoints::for_slot(self.slot);
         self.slot = (self.slot + 1) % SLOTS;
         let ours = RefSide::new(IpAddr::V4(ep.client))?;
-        let mut before: HashMap<usize, String> = HashMap::new();
+        // The kernel's view of each flow after its last packet.
+        let mut last: HashMap<usize, Option<ConnView>> = HashMap::new();
         let mut packets = Vec::new();
         for (i, step) in input.steps.iter().enumerate() {
             if let Step::Wait(secs) = step {
@@ -211,19 +219,43 @@ impl Runner {
             let Some((dir, bytes, tuple)) = ep.build(step, id) else {
                 continue;
             };
+            let flow = step.flow();
+            let proto = step.ip_proto();
+            // An existing entry's timeout is set to a sentinel first: if it still reads
+            // (about) the sentinel afterwards, the packet did not refresh it.
+            let prev = last.get(&flow).cloned().flatten();
+            let sentinel = match &prev {
+                Some(_) => self.kernel.set_timeout(proto, &tuple, SENTINEL_TIMEOUT)?,
+                None => false,
+            };
             let accepted = self.kernel.send(dir, &bytes)?;
-            let entry = self.kernel.lookup(&tuple)?;
+            let cross_check = self.cross_check_left > 0;
+            self.cross_check_left = self.cross_check_left.saturating_sub(1);
+            let entry = self.kernel.lookup(proto, &tuple, cross_check)?;
+            let mut view = entry.as_ref().map(|e| kernel_view(e, ep.server));
+            let mut refreshed = None;
+            if let (true, Some(v)) = (sentinel, view.as_mut()) {
+                let untouched = v.timeout <= u64::from(SENTINEL_TIMEOUT)
+                    && u64::from(SENTINEL_TIMEOUT) - v.timeout <= 2;
+                if accepted {
+                    refreshed = Some(!untouched);
+                }
+                if untouched {
+                    // Not refreshed: what the timeout would read without the sentinel.
+                    v.timeout = prev.as_ref().map_or(v.timeout, |p| p.timeout);
+                }
+            }
             let kernel = Observation {
                 accepted,
-                conn: entry.map(|e| kernel_view(&e, ep.server)),
+                conn: view,
+                refreshed,
             };
             let refwatch = ours.send(&bytes)?;
-            let flow = step.flow();
-            let prev = before.insert(flow, state_value(kernel.conn.as_ref()));
+            last.insert(flow, kernel.conn.clone());
             let cmp = compare(&kernel, &refwatch);
             packets.push(PacketResult {
                 step: i,
-                before: prev.unwrap_or_else(|| "NONE".into()),
+                before: state_value(prev.as_ref()),
                 kernel,
                 refwatch,
                 cmp,

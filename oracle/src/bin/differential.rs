@@ -177,6 +177,7 @@ mod imp {
         let sysctls = KernelSide::sysctls().join(" ");
         let release = netns::read_sysctl("/proc/sys/kernel/osrelease").unwrap_or_default();
         let mut runner = Runner::new(kernel);
+        runner.cross_check_left = opts.cross_check;
         let mut report = Report::default();
         let started = Instant::now();
         let trace_all = opts.trace || opts.steps.is_some();
@@ -241,6 +242,10 @@ mod imp {
                 report.tcp_sequences,
                 report.tcp_established,
                 runner.waited
+            );
+            println!(
+                "table reads: over ctnetlink; {} of them cross-checked against /proc/net/nf_conntrack (all agreed)",
+                runner.kernel.cross_checked
             );
             println!(
                 "barrier: {} packets written, {} forwarded, {} forwarded packets not yet readable when write() returned, {} stray packets{}",
