@@ -12,7 +12,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
-use refwatch::conntrack::{Config, ConnTable, Direction, Packet, Tuple};
+use refwatch::conntrack::{Config, ConnTable, Direction, Packet, TcpFlags, TcpSegment, Tuple};
 use refwatch::time::{Clock, Instant, MonotonicClock};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -262,6 +262,26 @@ fn run_threads<T: Tracker>(
 
 const HIT_FLOWS: usize = 10_000;
 
+/// An established TCP flow `i` (client ISN 1000, server ISN 9000) and the two pure ACKs that
+/// hit it afterwards: each one runs the tracker's whole window check.
+fn tcp_flow(table: &ConnTable, i: usize) -> [Packet; 2] {
+    let (c, s) = flow(i);
+    let seg = |from, to, flags, seq, ack| {
+        Packet::tcp(from, to, TcpSegment::new(flags, seq, ack)).unwrap()
+    };
+    for p in [
+        seg(c, s, TcpFlags::SYN, 1000, 0),
+        seg(s, c, TcpFlags::SYN | TcpFlags::ACK, 9000, 1001),
+        seg(c, s, TcpFlags::ACK, 1001, 9001),
+    ] {
+        table.track(&p).unwrap();
+    }
+    [
+        seg(c, s, TcpFlags::ACK, 1001, 9001),
+        seg(s, c, TcpFlags::ACK, 9001, 1001),
+    ]
+}
+
 fn track_hits(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack_track_hit");
     g.throughput(Throughput::Elements(1));
@@ -277,10 +297,20 @@ fn track_hits(c: &mut Criterion) {
         mutex.track(p);
         dash.track(p);
     }
+    // The same table and flows in TCP, established: the TCP tracker's cost on the hit path.
+    let tcp_table = refwatch_table(1 << 14, 1 << 20);
+    let tcp_packets: Vec<Packet> = (0..HIT_FLOWS)
+        .flat_map(|i| tcp_flow(&tcp_table, i))
+        .collect();
     for threads in [1, 2] {
         g.bench_with_input(BenchmarkId::new("refwatch", threads), &threads, |b, &t| {
             b.iter_custom(|iters| run_threads(&refwatch, &packets, t, iters))
         });
+        g.bench_with_input(
+            BenchmarkId::new("refwatch_tcp", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| run_threads(&tcp_table, &tcp_packets, t, iters)),
+        );
         g.bench_with_input(
             BenchmarkId::new("mutex_hashmap", threads),
             &threads,
