@@ -17,6 +17,8 @@
 pub mod compare;
 pub mod departures;
 pub mod gen;
+#[cfg(target_os = "linux")]
+pub mod minimize;
 pub mod notation;
 pub mod options;
 pub mod procfs;

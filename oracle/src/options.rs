@@ -21,6 +21,9 @@ Options:
       --top N               print only the N most frequent patterns
       --cross-check N       check the first N table reads (over ctnetlink) against
                             /proc/net/nf_conntrack [default: 3000]
+      --no-minimize         keep each pattern's first shortest example as found (by default
+                            steps are dropped while the pattern still shows, re-running both
+                            sides)
       --departures PATH     the departures table [default: oracle/DEPARTURES.md]
       --json                print only JSON on stdout (summary lines go to stderr)
       --skip-unavailable    exit 0 (saying so) when the kernel side cannot run here
@@ -42,6 +45,8 @@ pub struct Options {
     pub top: Option<usize>,
     /// Table reads to cross-check against `/proc/net/nf_conntrack`.
     pub cross_check: u64,
+    /// Shrink examples.
+    pub minimize: bool,
     /// The departures file.
     pub departures: PathBuf,
     /// JSON on stdout.
@@ -64,6 +69,7 @@ impl Default for Options {
             trace: false,
             top: None,
             cross_check: 3000,
+            minimize: true,
             departures: default_departures(),
             json: false,
             skip_unavailable: false,
@@ -110,10 +116,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--cross-check" => o.cross_check = number("--cross-check", value("--cross-check")?)?,
             "--steps" => o.steps = Some(value("--steps")?),
             "--departures" => o.departures = PathBuf::from(value("--departures")?),
-            "--trace" | "--json" | "--skip-unavailable" if inline.is_some() => {
+            "--trace" | "--json" | "--skip-unavailable" | "--no-minimize" if inline.is_some() => {
                 return Err(format!("`{flag}` takes no value"));
             }
             "--trace" => o.trace = true,
+            "--no-minimize" => o.minimize = false,
             "--json" => o.json = true,
             "--skip-unavailable" => o.skip_unavailable = true,
             _ => return Err(format!("unknown argument `{arg}`")),

@@ -5,7 +5,7 @@ use crate::compare::{Field, Observation, PatternKey};
 use crate::departures::Departure;
 use crate::kernel::SyncStats;
 use crate::notation::Step;
-use crate::sequence::{Origin, SeqResult};
+use crate::sequence::{Origin, PacketResult, SeqResult};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -43,6 +43,8 @@ pub struct Example {
     pub origin: Origin,
     /// The steps up to and including the disagreeing packet.
     pub steps: Vec<Step>,
+    /// How many steps the sequence had up to that packet before it was minimized.
+    pub minimized_from: Option<usize>,
     /// What the kernel and refwatch said about that packet.
     pub kernel: Observation,
     /// refwatch's observation.
@@ -134,6 +136,23 @@ pub fn describe(o: &Observation) -> String {
     }
 }
 
+/// The pattern keys of a packet's disagreements, in the order of its mismatches.
+pub fn keys_of(step: &Step, p: &PacketResult) -> Vec<PatternKey> {
+    p.cmp
+        .mismatches
+        .iter()
+        .map(|m| PatternKey {
+            field: m.field.name().into(),
+            proto: step.proto().into(),
+            dir: step.dir().map(|d| d.to_string()).unwrap_or_default(),
+            flags: step.class(),
+            before: p.before.clone(),
+            kernel: m.kernel.clone(),
+            refwatch: m.refwatch.clone(),
+        })
+        .collect()
+}
+
 impl Report {
     /// Folds in one sequence's results.
     pub fn add(&mut self, r: &SeqResult) {
@@ -172,20 +191,12 @@ impl Report {
                     }
                 }
             }
-            for m in &p.cmp.mismatches {
-                let key = PatternKey {
-                    field: m.field.name().into(),
-                    proto: step.proto().into(),
-                    dir: step.dir().map(|d| d.to_string()).unwrap_or_default(),
-                    flags: step.class(),
-                    before: p.before.clone(),
-                    kernel: m.kernel.clone(),
-                    refwatch: m.refwatch.clone(),
-                };
+            for (m, key) in p.cmp.mismatches.iter().zip(keys_of(step, p)) {
                 let first = !std::mem::replace(&mut first_seen[m.field.index()], true);
                 let example = || Example {
                     origin: r.input.origin.clone(),
                     steps: r.input.steps[..=p.step].to_vec(),
+                    minimized_from: None,
                     kernel: p.kernel.clone(),
                     refwatch: p.refwatch.clone(),
                 };
@@ -317,7 +328,13 @@ impl Report {
                 j.key,
                 j.stat.count,
                 j.stat.first,
-                j.stat.example.origin,
+                match j.stat.example.minimized_from {
+                    Some(n) => format!(
+                        "{}, minimized from {n} steps",
+                        j.stat.example.origin
+                    ),
+                    None => j.stat.example.origin.to_string(),
+                },
                 j.stat.example.notation(),
                 describe(&j.stat.example.kernel),
                 describe(&j.stat.example.refwatch),

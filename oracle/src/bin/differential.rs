@@ -57,6 +57,7 @@ mod imp {
     use refwatch_oracle::departures::{self, Departure};
     use refwatch_oracle::gen;
     use refwatch_oracle::kernel::KernelSide;
+    use refwatch_oracle::minimize;
     use refwatch_oracle::netns;
     use refwatch_oracle::notation::parse_steps;
     use refwatch_oracle::report::{describe, Report};
@@ -206,6 +207,34 @@ mod imp {
                     started.elapsed()
                 );
             }
+        }
+        if opts.minimize {
+            let keys: Vec<_> = report.patterns.keys().cloned().collect();
+            let t = Instant::now();
+            let mut shrunk = 0;
+            for key in keys {
+                let Some(example) = report.patterns.get(&key).map(|s| s.example.clone()) else {
+                    continue;
+                };
+                match minimize::minimize(&mut runner, &example, &key) {
+                    Ok(Some(smaller)) => {
+                        shrunk += 1;
+                        if let Some(stat) = report.patterns.get_mut(&key) {
+                            stat.example = smaller;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("oracle: error while minimizing the example of {key}: {e}");
+                        return ExitCode::from(EXIT_UNAVAILABLE);
+                    }
+                }
+            }
+            eprintln!(
+                "oracle: minimized {shrunk} of {} examples in {:.1?}",
+                report.patterns.len(),
+                t.elapsed()
+            );
         }
         let elapsed = started.elapsed();
         let sync = runner.kernel.sync.clone();
