@@ -90,7 +90,7 @@ impl Field {
 
 /// The kernel's timeouts it may show, for naming a reading: a kernel reading `r` is shown as
 /// the nearest of these within 2 seconds above it (`299` reads as `300`).
-const KNOWN_TIMEOUTS: [u64; 7] = [10, 30, 60, 120, 180, 300, 432_000];
+pub const KNOWN_TIMEOUTS: [u64; 7] = [10, 30, 60, 120, 180, 300, 432_000];
 
 /// A kernel timeout reading as it appears in pattern keys.
 pub fn kernel_timeout_name(r: u64) -> u64 {

@@ -24,6 +24,8 @@ Options:
       --no-minimize         keep each pattern's first shortest example as found (by default
                             steps are dropped while the pattern still shows, re-running both
                             sides)
+      --no-refresh-probe    do not set existing entries' timeouts to a sentinel before each
+                            packet (the refresh field is then not compared)
       --departures PATH     the departures table [default: oracle/DEPARTURES.md]
       --json                print only JSON on stdout (summary lines go to stderr)
       --skip-unavailable    exit 0 (saying so) when the kernel side cannot run here
@@ -47,6 +49,8 @@ pub struct Options {
     pub cross_check: u64,
     /// Shrink examples.
     pub minimize: bool,
+    /// Probe whether each packet refreshed the kernel entry's timeout.
+    pub refresh_probe: bool,
     /// The departures file.
     pub departures: PathBuf,
     /// JSON on stdout.
@@ -70,6 +74,7 @@ impl Default for Options {
             top: None,
             cross_check: 3000,
             minimize: true,
+            refresh_probe: true,
             departures: default_departures(),
             json: false,
             skip_unavailable: false,
@@ -116,11 +121,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--cross-check" => o.cross_check = number("--cross-check", value("--cross-check")?)?,
             "--steps" => o.steps = Some(value("--steps")?),
             "--departures" => o.departures = PathBuf::from(value("--departures")?),
-            "--trace" | "--json" | "--skip-unavailable" | "--no-minimize" if inline.is_some() => {
+            "--trace" | "--json" | "--skip-unavailable" | "--no-minimize"
+            | "--no-refresh-probe"
+                if inline.is_some() =>
+            {
                 return Err(format!("`{flag}` takes no value"));
             }
             "--trace" => o.trace = true,
             "--no-minimize" => o.minimize = false,
+            "--no-refresh-probe" => o.refresh_probe = false,
             "--json" => o.json = true,
             "--skip-unavailable" => o.skip_unavailable = true,
             _ => return Err(format!("unknown argument `{arg}`")),

@@ -1,6 +1,6 @@
 //! Driving one sequence through both sides, packet by packet.
 
-use crate::compare::{compare, state_value, ConnView, Observation};
+use crate::compare::{compare, state_value, ConnView, Observation, KNOWN_TIMEOUTS};
 use crate::kernel::KernelSide;
 use crate::notation::{Dir, Step};
 use crate::procfs::{Entry, KTuple};
@@ -167,9 +167,29 @@ pub fn kernel_view(e: &Entry, server: Ipv4Addr) -> ConnView {
 /// How many sequences share the kernel table between flushes.
 pub const FLUSH_EVERY: u32 = 256;
 
-/// The timeout (seconds) an existing kernel entry is set to before each packet: no state of
-/// Linux's has it, so an entry still reading it afterwards was not refreshed.
-pub const SENTINEL_TIMEOUT: u32 = 7777;
+/// The timeout (seconds) an existing kernel entry is set to before a packet, given the
+/// `prev` seconds it has left: a few seconds less, so that any timeout the packet sets reads
+/// differently, and no more than that, because the kernel reads the remaining time in places
+/// (an invalid FIN or RST on an assured connection shrinks a timeout above 120 s to 300 s) and
+/// a sentinel far from the real value would change what it does. The sentinel stays clear of
+/// every default timeout, so a refresh to one of them never reads as the sentinel. `None`
+/// when too little time is left to probe safely.
+pub fn sentinel_for(prev: u64) -> Option<u64> {
+    (5..=15)
+        .filter_map(|k| prev.checked_sub(k))
+        .filter(|&s| s >= 3)
+        .find(|&s| {
+            KNOWN_TIMEOUTS
+                .iter()
+                .all(|&t| !(s.saturating_sub(1)..=s + 3).contains(&t))
+        })
+}
+
+/// Whether a reading `r` after the packet is the sentinel `s`, untouched (time passes: it
+/// can only tick down, by a second or two).
+pub fn reads_sentinel(r: u64, s: u64) -> bool {
+    r <= s && s - r <= 2
+}
 
 /// Runs sequences against the kernel and a fresh refwatch table each.
 #[derive(Debug)]
@@ -181,6 +201,8 @@ pub struct Runner {
     pub waited: Duration,
     /// Lookups still to cross-check against `/proc/net/nf_conntrack`.
     pub cross_check_left: u64,
+    /// Whether to set the sentinel timeout before each packet (the refresh field).
+    pub refresh_probe: bool,
 }
 
 impl Runner {
@@ -191,6 +213,7 @@ impl Runner {
             slot: 0,
             waited: Duration::ZERO,
             cross_check_left: 0,
+            refresh_probe: true,
         }
     }
 
@@ -203,7 +226,7 @@ impl Runner {
         self.slot = (self.slot + 1) % SLOTS;
         let ours = RefSide::new(IpAddr::V4(ep.client))?;
         // The kernel's view of each flow after its last packet.
-        let mut last: HashMap<usize, Option<ConnView>> = HashMap::new();
+        let mut last: HashMap<usize, (Option<ConnView>, std::time::Instant)> = HashMap::new();
         let mut packets = Vec::new();
         for (i, step) in input.steps.iter().enumerate() {
             if let Step::Wait(secs) = step {
@@ -223,26 +246,37 @@ impl Runner {
             let proto = step.ip_proto();
             // An existing entry's timeout is set to a sentinel first: if it still reads
             // (about) the sentinel afterwards, the packet did not refresh it.
-            let prev = last.get(&flow).cloned().flatten();
-            let sentinel = match &prev {
-                Some(_) => self.kernel.set_timeout(proto, &tuple, SENTINEL_TIMEOUT)?,
-                None => false,
+            let prev_read = last
+                .get(&flow)
+                .and_then(|(v, at)| v.as_ref().map(|v| (v.clone(), *at)));
+            let prev = prev_read.as_ref().map(|(v, _)| v.clone());
+            // What the entry has left now (time passed since it was read, e.g. a `+Ns` step).
+            let remaining =
+                prev_read.map(|(p, at)| p.timeout.saturating_sub(at.elapsed().as_secs()));
+            let sentinel = match remaining.and_then(sentinel_for) {
+                Some(secs) if self.refresh_probe => {
+                    let secs32 = u32::try_from(secs).unwrap_or(u32::MAX);
+                    self.kernel
+                        .set_timeout(proto, &tuple, secs32)?
+                        .then_some(secs)
+                }
+                _ => None,
             };
             let accepted = self.kernel.send(dir, &bytes)?;
             let cross_check = self.cross_check_left > 0;
             self.cross_check_left = self.cross_check_left.saturating_sub(1);
             let entry = self.kernel.lookup(proto, &tuple, cross_check)?;
+            let read_at = std::time::Instant::now();
             let mut view = entry.as_ref().map(|e| kernel_view(e, ep.server));
             let mut refreshed = None;
-            if let (true, Some(v)) = (sentinel, view.as_mut()) {
-                let untouched = v.timeout <= u64::from(SENTINEL_TIMEOUT)
-                    && u64::from(SENTINEL_TIMEOUT) - v.timeout <= 2;
+            if let (Some(s), Some(v), Some(rem)) = (sentinel, view.as_mut(), remaining) {
+                let untouched = reads_sentinel(v.timeout, s);
                 if accepted {
                     refreshed = Some(!untouched);
                 }
                 if untouched {
                     // Not refreshed: what the timeout would read without the sentinel.
-                    v.timeout = prev.as_ref().map_or(v.timeout, |p| p.timeout);
+                    v.timeout += rem - s;
                 }
             }
             let kernel = Observation {
@@ -251,7 +285,7 @@ impl Runner {
                 refreshed,
             };
             let refwatch = ours.send(&bytes)?;
-            last.insert(flow, kernel.conn.clone());
+            last.insert(flow, (kernel.conn.clone(), read_at));
             let cmp = compare(&kernel, &refwatch);
             packets.push(PacketResult {
                 step: i,
@@ -278,6 +312,27 @@ mod tests {
     use super::*;
     use crate::notation::parse_step;
     use refwatch::conntrack::Packet;
+
+    #[test]
+    fn sentinels_stay_close_and_clear_of_default_timeouts() {
+        for prev in [
+            10, 29, 30, 59, 60, 119, 120, 299, 300, 431_999, 432_000, 27, 117,
+        ] {
+            let s = sentinel_for(prev).unwrap();
+            assert!(s < prev && prev - s <= 15, "{prev} -> {s}");
+            for t in KNOWN_TIMEOUTS {
+                // A refresh to t reads t, t-1 or t-2: never the sentinel band.
+                for r in t.saturating_sub(2)..=t {
+                    assert!(
+                        !reads_sentinel(r, s),
+                        "prev {prev}, sentinel {s}, refresh {t}"
+                    );
+                }
+            }
+        }
+        assert_eq!(sentinel_for(7), None);
+        assert!(reads_sentinel(113, 115) && !reads_sentinel(116, 115) && !reads_sentinel(112, 115));
+    }
 
     #[test]
     fn endpoints_are_distinct_and_in_range() {

@@ -179,6 +179,7 @@ mod imp {
         let release = netns::read_sysctl("/proc/sys/kernel/osrelease").unwrap_or_default();
         let mut runner = Runner::new(kernel);
         runner.cross_check_left = opts.cross_check;
+        runner.refresh_probe = opts.refresh_probe;
         let mut report = Report::default();
         let started = Instant::now();
         let trace_all = opts.trace || opts.steps.is_some();
