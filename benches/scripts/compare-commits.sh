@@ -31,14 +31,18 @@ for r in $(seq 1 "$rounds"); do
           /time:/ { v=$5; u=$6; if (u=="us"||u=="µs") v*=1000; if (u=="ms") v*=1e6;
                     print side, round, name, v }'
   done
-done | awk '
-  { t[$1,$2,$3]=$4; names[$3]=1; if ($2>n) n=$2 }
-  END {
-    printf "%-40s %12s %12s %8s\n", "benchmark (ns/packet, median)", "old", "new", "new/old"
-    for (b in names) {
-      m=0
-      for (r=1; r<=n; r++) if ((("old",r,b) in t) && (("new",r,b) in t)) { m++; q[m]=t["new",r,b]/t["old",r,b]; o[m]=t["old",r,b]; w[m]=t["new",r,b] }
-      asort(q); asort(o); asort(w); k=int((m+1)/2)
-      printf "%-40s %12.1f %12.1f %8.3f   (%d rounds, ratios %.3f..%.3f)\n", b, o[k], w[k], q[k], m, q[1], q[m]
-    }
-  }'
+done | python3 -c '
+import statistics, sys
+t = {}
+for line in sys.stdin:
+    side, rnd, name, v = line.split()
+    t.setdefault(name, {}).setdefault(int(rnd), {})[side] = float(v)
+print(f"{\"benchmark (ns/packet, median)\":40} {\"old\":>10} {\"new\":>10} {\"new/old\":>8}")
+for name, rounds in sorted(t.items()):
+    pairs = [r for r in rounds.values() if "old" in r and "new" in r]
+    q = sorted(r["new"] / r["old"] for r in pairs)
+    old = statistics.median(r["old"] for r in pairs)
+    new = statistics.median(r["new"] for r in pairs)
+    print(f"{name:40} {old:10.1f} {new:10.1f} {statistics.median(q):8.3f}"
+          f"   ({len(pairs)} rounds, ratios {q[0]:.3f}..{q[-1]:.3f})")
+'
