@@ -108,6 +108,9 @@ struct Tcp {
     scaling: bool,
     /// An ACK after both SYNs was sent: the handshake is over.
     established: bool,
+    /// This connection's handshake is not to complete (the server refuses, answers with a
+    /// bare SYN, or stays silent while the client retries): about a third of the sequences.
+    stall: bool,
     /// Plausible steps queued (the second half of a reordering).
     queue: Vec<TcpStep>,
     last: Option<TcpStep>,
@@ -161,6 +164,7 @@ impl Tcp {
             ends,
             scaling: false,
             established: false,
+            stall: false,
             queue: Vec::new(),
             last: None,
         }
@@ -276,7 +280,12 @@ impl Tcp {
             return Some(st);
         }
         if !s.syn {
-            return Some(match rng.weighted(&[70, 7, 4, 10, 5]) {
+            let w = if self.stall {
+                [0, 20, 20, 35, 25]
+            } else {
+                [60, 8, 5, 15, 12]
+            };
+            return Some(match rng.weighted(&w) {
                 0 => {
                     let mut st =
                         TcpStep::new(Dir::R, f::SYN | f::ACK, s.isn, c.isn.wrapping_add(1))
@@ -316,7 +325,12 @@ impl Tcp {
         }
         // Both SYNs seen, the handshake's last ACK not sent yet.
         if !self.established {
-            return Some(match rng.weighted(&[75, 8, 10, 3, 4]) {
+            let w = if self.stall {
+                [0, 30, 0, 30, 40]
+            } else {
+                [64, 10, 12, 6, 8]
+            };
+            return Some(match rng.weighted(&w) {
                 0 => self.seg(Dir::O, f::ACK, c.nxt),
                 1 => {
                     let mut st = TcpStep::new(Dir::R, f::SYN | f::ACK, s.isn, s.rcv).win(s.win);
@@ -468,6 +482,7 @@ impl Tcp {
 /// Generates TCP steps.
 fn tcp(rng: &mut SplitMix64) -> Vec<Step> {
     let mut m = Tcp::new(rng);
+    m.stall = rng.pct(30);
     // Perturbation rate of this sequence, in percent; an eighth of the sequences are rough.
     let rate = if rng.pct(12) {
         35
