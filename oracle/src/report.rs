@@ -96,6 +96,9 @@ pub struct Report {
     pub tcp_sequences: u64,
     /// See [`Report::tcp_sequences`].
     pub tcp_established: u64,
+    /// What the kernel did with packets of existing connections, by (protocol, flag class,
+    /// kernel state before): `[refreshed, ignored, invalid]` counts.
+    pub kernel_outcomes: BTreeMap<(String, String, String), [u64; 3]>,
 }
 
 /// A pattern with its departure row, if one covers it.
@@ -172,6 +175,19 @@ impl Report {
         let mut first_seen = [false; 5];
         for p in &r.packets {
             let step = &r.input.steps[p.step];
+            if let Some(refreshed) = p.kernel.refreshed {
+                let o = self
+                    .kernel_outcomes
+                    .entry((step.proto().into(), step.class(), p.before.clone()))
+                    .or_default();
+                o[usize::from(!refreshed)] += 1;
+            } else if !p.kernel.accepted && p.before != "NONE" {
+                let o = self
+                    .kernel_outcomes
+                    .entry((step.proto().into(), step.class(), p.before.clone()))
+                    .or_default();
+                o[2] += 1;
+            }
             let t = self
                 .tallies
                 .entry((kind.clone(), step.proto().to_string()))
@@ -297,6 +313,30 @@ impl Report {
              connections ({} packets))",
             total.compared[2], total.compared[4]
         );
+        s
+    }
+
+    /// The kernel's ignored packets: accepted without refreshing the timeout, by packet class
+    /// and state, most frequent first (at most `limit` lines).
+    pub fn kernel_ignored_text(&self, limit: usize) -> String {
+        let mut v: Vec<_> = self
+            .kernel_outcomes
+            .iter()
+            .filter(|(_, c)| c[1] > 0)
+            .collect();
+        v.sort_by(|a, b| b.1[1].cmp(&a.1[1]).then(a.0.cmp(b.0)));
+        let mut s = format!(
+            "Linux's ignored packets (accepted, timeout not refreshed; refreshed/ignored/invalid \
+             counts of that class in that state), {} classes:\n",
+            v.len()
+        );
+        for ((proto, class, before), c) in v.iter().take(limit) {
+            let _ = writeln!(
+                s,
+                "  {proto} {class:<8} in {before:<14} ignored {:>6}  refreshed {:>6}  invalid {:>6}",
+                c[1], c[0], c[2]
+            );
+        }
         s
     }
 

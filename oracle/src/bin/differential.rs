@@ -9,6 +9,7 @@ use refwatch_oracle::options::{self, Command, Options};
 const EXIT_UNAVAILABLE: u8 = 3;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let opts = match options::parse(std::env::args().skip(1)) {
         Ok(Command::Help) => {
             print!("{}", options::USAGE);
@@ -21,6 +22,16 @@ fn main() -> ExitCode {
         }
     };
     imp::main(&opts)
+}
+
+/// Dies quietly on a closed pipe (`differential | head`) instead of panicking in `println!`.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting SIGPIPE's disposition to the default at the start of `main`, before any
+    // thread exists; no handler of ours is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Reports that the kernel side cannot run: exit 0 with `--skip-unavailable`, else 3.
@@ -291,6 +302,8 @@ mod imp {
             );
             println!();
             print!("{}", report.table());
+            println!();
+            print!("{}", report.kernel_ignored_text(12));
             println!();
             print!("{}", report.patterns_text(&departures, opts.top));
             println!(
