@@ -164,6 +164,9 @@ pub fn kernel_view(e: &Entry, server: Ipv4Addr) -> ConnView {
     }
 }
 
+/// The tun devices' MTU (Linux's default for tun): no packet may be larger.
+pub const TUN_MTU: usize = 1500;
+
 /// How many sequences share the kernel table between flushes.
 pub const FLUSH_EVERY: u32 = 256;
 
@@ -242,6 +245,17 @@ impl Runner {
             let Some((dir, bytes, tuple)) = ep.build(step, id) else {
                 continue;
             };
+            if bytes.len() > TUN_MTU {
+                // The kernel would answer "fragmentation needed" and drop it: not conntrack's
+                // verdict.
+                return Err(HarnessError::Kernel(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "step `{step}` builds a {}-byte packet, above the tun MTU of {TUN_MTU}",
+                        bytes.len()
+                    ),
+                )));
+            }
             let flow = step.flow();
             let proto = step.ip_proto();
             // An existing entry's timeout is set to a sentinel first: if it still reads
