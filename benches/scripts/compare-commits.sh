@@ -37,7 +37,7 @@ t = {}
 for line in sys.stdin:
     side, rnd, name, v = line.split()
     t.setdefault(name, {}).setdefault(int(rnd), {})[side] = float(v)
-print(f"{\"benchmark (ns/packet, median)\":40} {\"old\":>10} {\"new\":>10} {\"new/old\":>8}")
+print("%-40s %10s %10s %8s" % ("benchmark (ns/packet, median)", "old", "new", "new/old"))
 for name, rounds in sorted(t.items()):
     pairs = [r for r in rounds.values() if "old" in r and "new" in r]
     q = sorted(r["new"] / r["old"] for r in pairs)
