@@ -85,7 +85,7 @@ impl RefSide {
     pub fn send(&self, bytes: &[u8]) -> Result<Observation, RefError> {
         let pkt = Packet::parse(bytes).map_err(|e| RefError::Malformed(e.to_string()))?;
         let (accepted, refreshed) = match self.table.track(&pkt) {
-            Ok(t) => (true, Some(t.ignored.is_none())),
+            Ok(t) => (true, Some(t.refreshed)),
             Err(TrackError::Invalid(_)) => (false, None),
             Err(TrackError::Malformed(e)) => return Err(RefError::Malformed(e.to_string())),
             Err(TrackError::TableFull { .. }) => return Err(RefError::TableFull),

@@ -116,8 +116,9 @@ impl Inner {
 /// What an update did, for the table.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Updated {
-    /// The packet moved the connection (or refreshed it).
-    Accepted(Snapshot),
+    /// The packet moved the connection; `true` if it also refreshed its deadline (a
+    /// retransmitted SYN before any reply does not, as in Linux).
+    Accepted(Snapshot, bool),
     /// Let through without moving the connection or refreshing its deadline.
     Ignored(Snapshot, TcpIgnored),
     /// Accepted, and the connection is over: the table removes it (a RST before any reply).
@@ -308,7 +309,7 @@ impl Conn {
                 } else {
                     inner.last_used = now;
                 }
-                Updated::Accepted(inner.snapshot())
+                Updated::Accepted(inner.snapshot(), timeout.is_some())
             }
             Verdict::Ignored(why) => Updated::Ignored(inner.snapshot(), why),
             Verdict::Killed => {

@@ -168,6 +168,10 @@ pub struct Tracked {
     /// Whether the packet ended the connection and the table removed it (as Linux does for a
     /// RST before any reply). `conn` stays readable.
     pub removed: bool,
+    /// Whether the packet set the connection's deadline anew (a new connection, or an accepted
+    /// packet). Ignored packets, a SYN retransmitted before any reply and a packet that
+    /// removed the connection leave it as it was, as in Linux.
+    pub refreshed: bool,
 }
 
 /// Counters of a table.
@@ -913,6 +917,7 @@ fn tracked(conn: &Arc<Conn>, dir: Direction, snap: Snapshot, created: bool) -> T
         created,
         ignored: None,
         removed: false,
+        refreshed: true,
     }
 }
 
@@ -931,13 +936,18 @@ enum Found {
 /// Classifies the outcome of `conn.update` for a packet travelling in `dir`.
 fn found(conn: &Arc<Conn>, dir: Direction, outcome: Result<Updated, UpdateError>) -> Found {
     match outcome {
-        Ok(Updated::Accepted(snap)) => Found::Done(Ok(tracked(conn, dir, snap, false))),
+        Ok(Updated::Accepted(snap, refreshed)) => Found::Done(Ok(Tracked {
+            refreshed,
+            ..tracked(conn, dir, snap, false)
+        })),
         Ok(Updated::Ignored(snap, why)) => Found::Done(Ok(Tracked {
             ignored: Some(why),
+            refreshed: false,
             ..tracked(conn, dir, snap, false)
         })),
         Ok(Updated::Killed(snap)) => Found::Remove(Tracked {
             removed: true,
+            refreshed: false,
             ..tracked(conn, dir, snap, false)
         }),
         Ok(Updated::Reopen) => Found::Reopen,

@@ -382,3 +382,54 @@ fn sequence_comparisons_wrap() {
     f.send(O, seg(F::ACK, 0, 8, 5)).unwrap();
     assert_eq!(f.state(), TcpState::Established);
 }
+
+// The two cases below were found by `cargo xtask oracle` (Linux 6.18): reading the kernel's
+// source alone gave the other answer.
+
+#[test]
+fn a_rst_from_the_side_of_an_ignored_syn_does_not_skip_the_window_check() {
+    let mut f = Flow::open(seg(F::SYN, 1_000_000, 0, 0));
+    // A SYN-ACK whose ACK is far below the SYN: ignored (but the reply was seen).
+    assert_eq!(
+        f.send(R, seg(F::SYN | F::ACK, 5000, 1, 0)),
+        Ok(Verdict::Ignored(TcpIgnored::OldAck))
+    );
+    // The client's RST for it, with the ACK field 0: it answers nothing the client let
+    // through, so the window check applies, and it is an old sequence number.
+    assert_eq!(
+        f.send(O, seg(F::RST, 1, 0, 0)),
+        Ok(Verdict::Ignored(TcpIgnored::Retransmission))
+    );
+    assert_eq!(f.state(), TcpState::SynSent);
+    // From the other side the same check is skipped: the server answers the client's SYN.
+    assert!(matches!(
+        f.send(R, seg(F::RST, 99_999_999, 0, 0)),
+        Ok(Verdict::Accepted { .. })
+    ));
+    assert_eq!(f.state(), TcpState::Close);
+}
+
+#[test]
+fn a_rst_that_passes_the_sequence_checks_goes_straight_to_the_window_check() {
+    // The SYN carries 703 bytes and wraps; the server acknowledges 130 of them.
+    let mut f = Flow::open(TcpSegment {
+        window: 0,
+        ..seg(F::SYN, 4_294_967_136, 0, 703)
+    });
+    let w340 = |s: TcpSegment| TcpSegment { window: 340, ..s };
+    f.send(
+        R,
+        w340(seg(F::SYN | F::ACK, 3_129_586_290, 4_294_967_137, 0)),
+    )
+    .unwrap();
+    f.send(R, w340(seg(F::ACK, 3_129_586_291, 131, 0))).unwrap();
+    assert_eq!(f.state(), TcpState::SynRecv);
+    // Its ACK equals the end of the server's last ACK, which would skip the window check
+    // for an unchecked RST; this one was checked against what the server acknowledged.
+    let rst = TcpSegment {
+        window: 0,
+        ..seg(F::RST | F::ACK, 131, 3_129_586_291, 0)
+    };
+    assert!(matches!(f.send(O, rst), Ok(Verdict::Ignored(_))));
+    assert_eq!(f.state(), TcpState::SynRecv);
+}
