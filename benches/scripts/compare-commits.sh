@@ -26,23 +26,26 @@ done
 for r in $(seq 1 "$rounds"); do
   for side in old new; do
     "${exe[$side]}" --bench "$filter" --warm-up-time 1 --measurement-time 2 --noplot 2>/dev/null \
-      | awk -v side="$side" -v round="$r" '
-          /^[a-z_]+\/[a-z_]+\/[0-9]+/ { name=$1 }
-          /time:/ { v=$5; u=$6; if (u=="us"||u=="µs") v*=1000; if (u=="ms") v*=1e6;
-                    print side, round, name, v }'
+      | sed "s/^/$side $r /"
   done
 done | python3 -c '
-import statistics, sys
-t = {}
+import re, statistics, sys
+unit = {"ps": 1e-3, "ns": 1.0, "us": 1e3, "\u00b5s": 1e3, "ms": 1e6, "s": 1e9}
+t, name = {}, None
 for line in sys.stdin:
-    side, rnd, name, v = line.split()
-    t.setdefault(name, {}).setdefault(int(rnd), {})[side] = float(v)
+    side, rnd, rest = line.rstrip("\n").split(" ", 2)
+    m = re.match(r"(\S+/\S+)", rest)
+    if m and not rest.startswith(" "):
+        name = m.group(1)
+    m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) ", rest)
+    if m and name:
+        t.setdefault(name, {}).setdefault(int(rnd), {})[side] = float(m.group(1)) * unit[m.group(2)]
 print("%-40s %10s %10s %8s" % ("benchmark (ns/packet, median)", "old", "new", "new/old"))
 for name, rounds in sorted(t.items()):
     pairs = [r for r in rounds.values() if "old" in r and "new" in r]
     q = sorted(r["new"] / r["old"] for r in pairs)
     old = statistics.median(r["old"] for r in pairs)
     new = statistics.median(r["new"] for r in pairs)
-    print(f"{name:40} {old:10.1f} {new:10.1f} {statistics.median(q):8.3f}"
-          f"   ({len(pairs)} rounds, ratios {q[0]:.3f}..{q[-1]:.3f})")
+    print("%-40s %10.1f %10.1f %8.3f   (%d rounds, ratios %.3f..%.3f)"
+          % (name, old, new, statistics.median(q), len(pairs), q[0], q[-1]))
 '

@@ -6,6 +6,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 Usage: cargo xtask verify [OPTIONS]
        cargo xtask oracle [ORACLE OPTIONS] [-- DIFFERENTIAL ARGS]
+       cargo xtask traffic [TRAFFIC ARGS]
 
 Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/loom), every
 shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle), and
@@ -51,6 +52,8 @@ pub enum Command {
     Verify(Options),
     /// `oracle`: the arguments for the `differential` binary.
     Oracle(Vec<String>),
+    /// `traffic`: the arguments for the `traffic` binary.
+    Traffic(Vec<String>),
 }
 
 /// Options of `verify`.
@@ -89,13 +92,14 @@ impl Options {
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut args = args.into_iter();
     match args.next().as_deref() {
-        None => return Err("missing command (`verify` or `oracle`)".into()),
+        None => return Err("missing command (`verify`, `oracle` or `traffic`)".into()),
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("verify") => {}
         Some("oracle") => return parse_oracle(args),
+        Some("traffic") => return Ok(Command::Traffic(args.collect())),
         Some(other) => {
             return Err(format!(
-                "unknown command `{other}` (expected `verify` or `oracle`)"
+                "unknown command `{other}` (expected `verify`, `oracle` or `traffic`)"
             ))
         }
     }
@@ -219,6 +223,10 @@ mod tests {
             )))
         );
         assert_eq!(parse_str("oracle --help"), Ok(Command::Help));
+        assert_eq!(
+            parse_str("traffic --seed 3 --help"),
+            Ok(Command::Traffic(args("--seed 3 --help")))
+        );
         assert!(parse_str("oracle --seed").is_err());
         assert!(parse_str("oracle --seed x").is_err());
         assert!(parse_str("oracle --json=1").is_err());

@@ -41,10 +41,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Verify(options)) => options,
-        Ok(Command::Oracle(args)) => return oracle::run(&workspace_root(), &args),
+        Ok(Command::Oracle(args)) => return oracle::run(&workspace_root(), "differential", &args),
+        Ok(Command::Traffic(args)) => return oracle::run(&workspace_root(), "traffic", &args),
         Err(e) => {
             eprintln!(
-                "xtask: {e}\nUsage: cargo xtask verify|oracle [OPTIONS] (see `cargo xtask --help`)"
+                "xtask: {e}\nUsage: cargo xtask verify|oracle|traffic [OPTIONS] (see `cargo xtask --help`)"
             );
             return ExitCode::from(2);
         }

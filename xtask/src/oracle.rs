@@ -1,12 +1,12 @@
-//! `cargo xtask oracle`: builds and runs the kernel-differential harness
-//! (`cargo run -p refwatch-oracle --release --bin differential -- ARGS`) and passes its exit
-//! code through.
+//! `cargo xtask oracle` and `cargo xtask traffic`: build and run one of `refwatch-oracle`'s
+//! binaries (`cargo run -p refwatch-oracle --release --bin differential|traffic -- ARGS`) and
+//! pass its exit code through.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-/// Runs the harness with `args` from the workspace `root`.
-pub fn run(root: &Path, args: &[String]) -> ExitCode {
+/// Runs `refwatch-oracle`'s binary `bin` with `args` from the workspace `root`.
+pub fn run(root: &Path, bin: &str, args: &[String]) -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(root)
@@ -16,7 +16,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
             "refwatch-oracle",
             "--release",
             "--bin",
-            "differential",
+            bin,
             "--",
         ])
         .args(args)
@@ -25,7 +25,7 @@ pub fn run(root: &Path, args: &[String]) -> ExitCode {
         Ok(s) => match s.code() {
             Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             None => {
-                eprintln!("xtask: the oracle was killed by a signal ({s})");
+                eprintln!("xtask: {bin} was killed by a signal ({s})");
                 ExitCode::FAILURE
             }
         },
