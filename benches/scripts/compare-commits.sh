@@ -38,7 +38,7 @@ for line in sys.stdin:
     if m and not rest.startswith(" "):
         name = m.group(1)
     m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) ", rest)
-    if m and name:
+    if m and name and m.group(2) in unit:
         t.setdefault(name, {}).setdefault(int(rnd), {})[side] = float(m.group(1)) * unit[m.group(2)]
 print("%-40s %10s %10s %8s" % ("benchmark (ns/packet, median)", "old", "new", "new/old"))
 for name, rounds in sorted(t.items()):

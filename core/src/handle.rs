@@ -7,6 +7,7 @@
 //! dropped, and its destructor callback run, exactly once, when the count is claimed dead.
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::handle::Counted;
 //! use refwatch::refs::StickyRefs;
 //! use std::sync::atomic::{AtomicUsize, Ordering};

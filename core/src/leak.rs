@@ -13,6 +13,7 @@
 //! objects.
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::handle::Counted;
 //! use refwatch::leak::{LeakMode, Registry};
 //! use refwatch::sync::Arc;

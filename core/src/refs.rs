@@ -9,6 +9,7 @@
 //! the safe RAII layer is in [`crate::handle`].
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::refs::{RefCounter, Refs};
 //! use std::cell::Cell;
 //!
@@ -436,6 +437,7 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
 /// operation, so the object is destroyed exactly once whichever call ends its life.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::refs::{RefCounted, Refs};
 /// use std::sync::atomic::{AtomicBool, Ordering};
 ///

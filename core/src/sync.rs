@@ -20,6 +20,19 @@ compile_error!("refwatch: `--cfg loom` and `--cfg shuttle` are mutually exclusiv
 
 pub(crate) use self::backend::lazy_static;
 pub use self::backend::{atomic, thread, Arc, Track};
+
+/// Whether this build's primitives are a model checker's (`--cfg loom` or `--cfg shuttle`).
+/// Such primitives work only inside a model, so code that also runs in ordinary tests — the
+/// doctests, for one — checks it and steps aside:
+///
+/// ```
+/// if refwatch::sync::MODEL_CHECKED {
+///     return; // outside a model, loom's and shuttle's primitives panic
+/// }
+/// let counter = refwatch::sync::atomic::AtomicUsize::new(1);
+/// assert_eq!(counter.load(refwatch::sync::atomic::Ordering::Relaxed), 1);
+/// ```
+pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));
 use std::marker::PhantomData;
 
 /// Mutual exclusion without poisoning.
@@ -136,6 +149,7 @@ impl<T: ?Sized> RwLock<T> {
 /// then call this.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::sync::{arc_from_box, Arc};
 /// let shown: Arc<dyn std::fmt::Display + Send + Sync> = arc_from_box(Box::new(7));
 /// assert_eq!(shown.to_string(), "7");

@@ -4,6 +4,7 @@
 //! by hand, so that expiry is deterministic and a model can explore "the timeout passed here".
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::time::{Clock, ManualClock};
 //! use std::time::Duration;
 //!

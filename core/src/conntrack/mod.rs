@@ -8,6 +8,7 @@
 //! [`Direction`] and the [`State`] that picks the timeout.
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::conntrack::{Config, ConnTable, Packet, TcpFlags as F, TcpSegment, State, TcpState};
 //! use refwatch::time::ManualClock;
 //! use std::time::Duration;

@@ -7,6 +7,7 @@
 //! Checksums are not verified (the tracker only classifies packets).
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 //! use refwatch::conntrack::{Packet, TcpFlags};
 //!
 //! // IPv4 + TCP SYN from 10.0.0.1:1000 to 10.0.0.2:80.

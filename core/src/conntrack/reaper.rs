@@ -143,6 +143,7 @@ impl Drop for Reaper {
 /// Dereferences to the table. Dropping it stops and joins the reaper thread first.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::conntrack::{Config, ConnTrack, Packet};
 ///
 /// let ct = ConnTrack::new(Config::with_buckets(256)).unwrap();

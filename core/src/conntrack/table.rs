@@ -321,6 +321,7 @@ impl Pair<'_> {
 /// table at a time.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::conntrack::{Config, ConnTable, Direction, Packet, State, UdpState};
 /// use refwatch::time::ManualClock;
 ///

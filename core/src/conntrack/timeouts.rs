@@ -17,6 +17,7 @@ const SECOND: Duration = Duration::from_secs(1);
 /// every packet refreshes it to [`udp_unreplied`](Timeouts::udp_unreplied).
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::conntrack::{TcpState, Timeouts};
 /// use std::time::Duration;
 ///

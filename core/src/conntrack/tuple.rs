@@ -81,6 +81,7 @@ impl std::error::Error for TupleError {}
 /// One direction of a connection. Immutable, `Copy`, 38 bytes.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::conntrack::{Tuple, TransProto};
 ///
 /// let t = Tuple::tcp("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap()).unwrap();

@@ -9,6 +9,7 @@ use std::fmt;
 /// hand the failure straight back to its caller.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::kernfs::Error;
 /// assert_eq!(Error::NotFound.errno(), 2);
 /// assert_eq!(Error::NotFound.to_string(), "no such file or directory (ENOENT)");

@@ -92,6 +92,7 @@ pub struct Stats {
 /// tree held. With leak checking on, the registry then holds nothing.
 ///
 /// ```
+/// # if refwatch::sync::MODEL_CHECKED { return Ok(()); } // primitives work only in a model
 /// use refwatch::kernfs::{Error, Filesystem, Inodes, Kind};
 ///
 /// let inodes = Inodes::new();

@@ -6,6 +6,7 @@
 //! dropped and rebuilt from the inode by the next lookup. Inodes never see the dentry tree.
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return Ok(()); } // primitives work only in a model
 //! use refwatch::kernfs::{Inodes, Kind};
 //!
 //! let inodes = Inodes::new();

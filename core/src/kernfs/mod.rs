@@ -18,6 +18,7 @@
 //! deferred list lock — is documented on [`Filesystem`].
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return Ok(()); } // primitives work only in a model
 //! use refwatch::kernfs::{Filesystem, Inodes, Kind, Options};
 //!
 //! let inodes = Inodes::new();

@@ -5,6 +5,7 @@
 //! dentry can be dropped at any time and rebuilt from the inode by the next lookup.
 //!
 //! ```
+//! # if refwatch::sync::MODEL_CHECKED { return Ok(()); } // primitives work only in a model
 //! use refwatch::kernfs::{Inodes, OrderedChildren};
 //!
 //! let inodes = Inodes::new();
