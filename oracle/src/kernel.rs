@@ -22,6 +22,7 @@ use crate::ctnetlink::CtNetlink;
 use crate::netns::{self, find_program};
 use crate::notation::Dir;
 use crate::procfs::{self, Entry, KTuple};
+use crate::refside::Switches;
 use crate::tun::Tun;
 use crate::wire::{self, Addrs};
 use std::io;
@@ -116,7 +117,7 @@ fn describe(p: &[u8]) -> String {
 impl KernelSide {
     /// Configures the current (private, fresh) namespace and opens everything. Call only after
     /// [`netns::enter_private_netns`]: this changes the namespace's sysctls and interfaces.
-    pub fn setup() -> io::Result<KernelSide> {
+    pub fn setup(switches: Switches) -> io::Result<KernelSide> {
         let missing =
             |p: &str| io::Error::new(io::ErrorKind::NotFound, format!("`{p}` not found on PATH"));
         let ip = find_program("ip").ok_or_else(|| missing("ip"))?;
@@ -151,8 +152,15 @@ impl KernelSide {
         netns::set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         netns::run_with_input(&nft, &["-f", "-"], Some(RULESET))?;
         // These appear once conntrack is active in the namespace (the ruleset's `ct` rules).
-        netns::set_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_loose", "0")?;
-        netns::set_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal", "0")?;
+        let flag = |on: bool| if on { "1" } else { "0" };
+        netns::set_sysctl(
+            "/proc/sys/net/netfilter/nf_conntrack_tcp_loose",
+            flag(switches.loose),
+        )?;
+        netns::set_sysctl(
+            "/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal",
+            flag(switches.be_liberal),
+        )?;
         procfs::read_table()?;
         let mut netlink = CtNetlink::open()?;
         netlink.flush()?;

@@ -26,6 +26,9 @@ Options:
                             sides)
       --no-refresh-probe    do not set existing entries' timeouts to a sentinel before each
                             packet (the refresh field is then not compared)
+      --loose               run both sides with nf_conntrack_tcp_loose=1 (refwatch's default,
+                            as Linux's: a first ACK picks a connection up) instead of 0
+      --be-liberal          run both sides with nf_conntrack_tcp_be_liberal=1 instead of 0
       --departures PATH     the departures table [default: oracle/DEPARTURES.md]
       --json                print only JSON on stdout (summary lines go to stderr)
       --skip-unavailable    exit 0 (saying so) when the kernel side cannot run here
@@ -51,6 +54,8 @@ pub struct Options {
     pub minimize: bool,
     /// Probe whether each packet refreshed the kernel entry's timeout.
     pub refresh_probe: bool,
+    /// `--loose`, `--be-liberal`.
+    pub switches: crate::refside::Switches,
     /// The departures file.
     pub departures: PathBuf,
     /// JSON on stdout.
@@ -75,6 +80,7 @@ impl Default for Options {
             cross_check: 3000,
             minimize: true,
             refresh_probe: true,
+            switches: crate::refside::Switches::default(),
             departures: default_departures(),
             json: false,
             skip_unavailable: false,
@@ -122,7 +128,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--steps" => o.steps = Some(value("--steps")?),
             "--departures" => o.departures = PathBuf::from(value("--departures")?),
             "--trace" | "--json" | "--skip-unavailable" | "--no-minimize"
-            | "--no-refresh-probe"
+            | "--no-refresh-probe" | "--loose" | "--be-liberal"
                 if inline.is_some() =>
             {
                 return Err(format!("`{flag}` takes no value"));
@@ -130,6 +136,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--trace" => o.trace = true,
             "--no-minimize" => o.minimize = false,
             "--no-refresh-probe" => o.refresh_probe = false,
+            "--loose" => o.switches.loose = true,
+            "--be-liberal" => o.switches.be_liberal = true,
             "--json" => o.json = true,
             "--skip-unavailable" => o.skip_unavailable = true,
             _ => return Err(format!("unknown argument `{arg}`")),

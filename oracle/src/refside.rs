@@ -8,13 +8,23 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// The TCP tracker's switches both sides run with (`nf_conntrack_tcp_loose`,
+/// `nf_conntrack_tcp_be_liberal`). The default run uses 0 for both; `--loose` and
+/// `--be-liberal` check refwatch's other settings against the kernel's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// `nf_conntrack_tcp_loose` / `Config::tcp.loose`.
+    pub loose: bool,
+    /// `nf_conntrack_tcp_be_liberal` / `Config::tcp.be_liberal`.
+    pub be_liberal: bool,
+}
+
 /// The table configuration the harness compares against the kernel's settings: Linux's
-/// defaults except `nf_conntrack_tcp_loose=0` and `nf_conntrack_tcp_be_liberal=0`, which the
-/// kernel side sets too (see [`crate::kernel`]).
-pub fn config() -> Config {
+/// defaults with `switches`, which the kernel side sets too (see [`crate::kernel`]).
+pub fn config(switches: Switches) -> Config {
     let mut c = Config::with_buckets(64);
-    c.tcp.loose = false;
-    c.tcp.be_liberal = false;
+    c.tcp.loose = switches.loose;
+    c.tcp.be_liberal = switches.be_liberal;
     c
 }
 
@@ -65,9 +75,9 @@ pub fn state_name(state: State) -> String {
 
 impl RefSide {
     /// A fresh table; `client` is the address of the sequence's `O` endpoint.
-    pub fn new(client: IpAddr) -> Result<RefSide, RefError> {
+    pub fn new(client: IpAddr, switches: Switches) -> Result<RefSide, RefError> {
         let clock = ManualClock::new();
-        let table = ConnTable::with_clock(config(), clock.clone())
+        let table = ConnTable::with_clock(config(switches), clock.clone())
             .map_err(|e| RefError::Config(e.to_string()))?;
         Ok(RefSide {
             clock,

@@ -4,6 +4,7 @@ use crate::compare::{compare, state_value, ConnView, Observation, KNOWN_TIMEOUTS
 use crate::kernel::KernelSide;
 use crate::notation::{Dir, Step};
 use crate::procfs::{Entry, KTuple};
+use crate::refside::Switches;
 use crate::refside::{RefError, RefSide};
 pub use crate::sequence::{Origin, PacketResult, SeqInput, SeqResult};
 use crate::wire::{self, flags as f, Addrs, TcpHeader, TcpOption};
@@ -206,6 +207,8 @@ pub struct Runner {
     pub cross_check_left: u64,
     /// Whether to set the sentinel timeout before each packet (the refresh field).
     pub refresh_probe: bool,
+    /// The TCP switches both sides run with (the kernel side was set up with them).
+    pub switches: Switches,
 }
 
 impl Runner {
@@ -217,6 +220,7 @@ impl Runner {
             waited: Duration::ZERO,
             cross_check_left: 0,
             refresh_probe: true,
+            switches: Switches::default(),
         }
     }
 
@@ -227,7 +231,7 @@ impl Runner {
         }
         let ep = Endpoints::for_slot(self.slot);
         self.slot = (self.slot + 1) % SLOTS;
-        let ours = RefSide::new(IpAddr::V4(ep.client))?;
+        let ours = RefSide::new(IpAddr::V4(ep.client), self.switches)?;
         // The kernel's view of each flow after its last packet.
         let mut last: HashMap<usize, (Option<ConnView>, std::time::Instant)> = HashMap::new();
         let mut packets = Vec::new();

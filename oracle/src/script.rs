@@ -255,6 +255,21 @@ fn fixed() -> Vec<(String, String)> {
         ("midstream-ack", "O A 1001/5001; R A 5001/1001".into()),
         ("midstream-synack", "R SA 5000/1001; O A 1001/5001".into()),
         ("first-from-server", "R S 5000; O SA 1000/5001; R A 5001/1001".into()),
+        // Pick-ups that continue (all invalid with loose=0; `--loose` checks the pick-up path).
+        (
+            "pickup-both-ways",
+            "O PA 1001/5001 len=100; R A 5001/1101; O PA 1101/5001 len=50; R A 5001/1151".into(),
+        ),
+        ("pickup-server-answers-data", "O A 5001/1001; R PA 1001/5001 len=10; O A 5001/1011".into()),
+        (
+            "pickup-then-close",
+            "O A 1001/5001; R A 5001/1001; O FA 1001/5001; R FA 5001/1002; O A 1002/5002".into(),
+        ),
+        ("pickup-then-rst", "O A 1001/5001; R A 5001/1001; R R 5001".into()),
+        ("pickup-then-far-data", "O A 1001/5001; R A 5001/1001; O PA 900001001/5001 len=10".into()),
+        ("pickup-zero-window", "O A 1001/5001 w=0; R A 5001/1001; O PA 1001/5001 len=10".into()),
+        ("pickup-then-syn", "O A 1001/5001; R A 5001/1001; O S 7000".into()),
+        ("pickup-unanswered-repeats", "O A 1001/5001; O A 1001/5001; O A 1001/5001; O A 1001/5001".into()),
         // UDP.
         ("udp-request-reply", "O udp len=10; R udp len=20; O udp".into()),
         ("udp-repeats", "O udp; O udp; R udp; R udp".into()),

@@ -179,7 +179,7 @@ mod imp {
                 return ExitCode::from(2);
             }
         };
-        let kernel = match KernelSide::setup() {
+        let kernel = match KernelSide::setup(opts.switches) {
             Ok(k) => k,
             Err(e) => {
                 eprintln!("oracle: error: setting up the kernel side: {e}");
@@ -191,6 +191,7 @@ mod imp {
         let mut runner = Runner::new(kernel);
         runner.cross_check_left = opts.cross_check;
         runner.refresh_probe = opts.refresh_probe;
+        runner.switches = opts.switches;
         let mut report = Report::default();
         let started = Instant::now();
         let trace_all = opts.trace || opts.steps.is_some();
