@@ -554,13 +554,11 @@ impl Tcb {
         if !valid_flags(seg.flags) {
             return Err((TcpInvalid::BadFlags, None));
         }
-        let before = *self;
+        // A segment the transition table or the RST checks refuse is refused before anything
+        // is written (`a_rejected_segment_changes_nothing_the_transition_table_refuses`).
         match self.packet(Some(self.state), dir, seg, env, status) {
             Ok(v) => Ok(v),
-            Err(InvalidAt::Transition(e)) => {
-                *self = before;
-                Err((e, None))
-            }
+            Err(InvalidAt::Transition(e)) => Err((e, None)),
             Err(InvalidAt::Window(e)) => {
                 let shorten = self.on_invalid(dir, seg, env, status);
                 Err((e, shorten))
