@@ -217,3 +217,102 @@ fn reaper_thread_stops_and_joins_on_drop() {
         );
     });
 }
+
+/// The clock moves while two packets of one flow and the reaper run. A UDP flow's connection
+/// (deadline 30 s) is 20 s old; one packet of the flow travels in the original direction,
+/// delayed; the main thread moves the clock to 40 s — past the deadline — and sends the
+/// answer (the reply direction, found in the other bucket); the reaper walks the table.
+/// Whatever the order, both packets end on the flow's one live connection, and that
+/// connection was last used at 40 s and lives until 70 s. A packet that decided on a clock
+/// read before it took the locks would revive the expired connection after the answer had
+/// replaced it (two live connections for one flow), or set its last use (and deadline) back
+/// to 20 s.
+#[test]
+fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
+    // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 97,479
+    // executions in ~9 s (release); bound 5, 473,657 in ~57 s: too long next to the others.
+    const BOUND: Option<usize> = Some(4);
+    const N: usize = 2;
+    let f = flow(N, 1, 0, 5);
+    loom_model(
+        "packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow",
+        BOUND,
+        move || {
+            let (table, clock) = table(N);
+            table.track(&udp(f.0, f.1)).unwrap();
+            clock.advance(Duration::from_secs(20));
+            let delayed = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(f.0, f.1)).unwrap())
+            };
+            let reaper = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    let (mut start, mut interval) = (0, Duration::from_millis(10));
+                    for _ in 0..N {
+                        (start, interval) = table.reap_unused(start, interval);
+                    }
+                })
+            };
+            clock.advance(Duration::from_secs(20));
+            let end = clock.now();
+            let answer = table.track(&udp(f.1, f.0)).unwrap();
+            let delayed = delayed.join().unwrap();
+            reaper.join().unwrap();
+            assert!(
+                Arc::ptr_eq(&delayed.conn, &answer.conn),
+                "two connections for one flow: the delayed packet revived the expired one"
+            );
+            let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (audit.connections, audit.tuples, audit.expired),
+                (1, 2, 0),
+                "one live connection for the flow"
+            );
+            let conn = &answer.conn;
+            assert_eq!(conn.last_used(), end, "the last use went back in time");
+            assert_eq!(
+                conn.deadline(),
+                end.saturating_add(Duration::from_secs(30)),
+                "the deadline went back in time"
+            );
+        },
+    );
+}
+
+/// Two packets of one live flow, one per direction (so each finds the connection under a
+/// different bucket lock), while the clock moves from 20 s to 25 s: the connection's last use
+/// ends at 25 s, whichever packet comes last. A packet that read the clock under its bucket
+/// lock but before the connection's own lock could be overtaken by the other direction and
+/// set the last use (and the deadline) back.
+#[test]
+fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
+    // Two threads, one packet each: exhaustive (55 executions).
+    const N: usize = 2;
+    let f = flow(N, 1, 0, 6);
+    loom_model(
+        "packets_on_both_tuples_never_move_a_conn_back_in_time",
+        None,
+        move || {
+            let (table, clock) = table(N);
+            let conn = table.track(&udp(f.0, f.1)).unwrap().conn;
+            clock.advance(Duration::from_secs(20));
+            let forward = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(f.0, f.1)).unwrap())
+            };
+            clock.advance(Duration::from_secs(5));
+            let end = clock.now();
+            let answer = table.track(&udp(f.1, f.0)).unwrap();
+            let forward = forward.join().unwrap();
+            assert!(Arc::ptr_eq(&forward.conn, &conn) && Arc::ptr_eq(&answer.conn, &conn));
+            assert_eq!(conn.last_used(), end, "the last use went back in time");
+            assert!(
+                conn.deadline() >= end.saturating_add(Duration::from_secs(30)),
+                "the deadline went back in time: {} at {end}",
+                conn.deadline()
+            );
+        },
+    );
+}

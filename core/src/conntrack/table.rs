@@ -224,6 +224,12 @@ pub enum AuditError {
         /// Entries for its reply tuple.
         replies: usize,
     },
+    /// Two connections in the table, neither expired, share a tuple (in either direction):
+    /// two live connections for one flow.
+    Duplicate {
+        /// The shared tuple.
+        tuple: Tuple,
+    },
     /// The counters disagree with the contents.
     Counts {
         /// `live` as counted.
@@ -249,6 +255,9 @@ impl fmt::Display for AuditError {
                 f,
                 "connection {original} has {originals} original and {replies} reply tuples in the table (want 1 and 1)"
             ),
+            AuditError::Duplicate { tuple } => {
+                write!(f, "tuple {tuple} belongs to two unexpired connections")
+            }
             AuditError::Counts {
                 live,
                 connections,
@@ -343,8 +352,10 @@ impl Pair<'_> {
 /// A connection owns two tuples, one per direction, in (possibly) two buckets:
 /// - both tuples are inserted together and removed together, each time with both bucket locks
 ///   held: no one ever sees a connection with one tuple in the table;
-/// - a lookup never returns a connection that has expired by its `now`;
+/// - a lookup never returns a connection that has expired by the time it returns it;
 /// - at most one unexpired connection exists per tuple (creation re-checks under both locks);
+/// - a connection found expired stays expired, and its last use and deadline never move back
+///   in time (each decision reads the clock under the connection's lock: see [`Conn`]);
 /// - `live` counts connections in the table, and never exceeds `max`.
 ///
 /// There is no table-wide lock: the bucket array is immutable, so nothing on a packet path
@@ -359,6 +370,9 @@ impl Pair<'_> {
 /// 2. A connection's own lock ([`Conn`]), only while holding at least one bucket lock of
 ///    that connection (or none at all); no lock is ever taken while holding it.
 ///
+/// The clock ([`Clock::now`]) is read while bucket and connection locks are held: a clock
+/// must not call back into the table.
+///
 /// # Where the seed went wrong, and what refwatch does
 ///
 /// - The seed's `reapTupleLocked`, meeting an expired tuple whose reply lives in a lower
@@ -369,6 +383,11 @@ impl Pair<'_> {
 ///   the connection once, when it is really gone.
 /// - The seed's `reapUnused` walks `len(buckets)/128` buckets: none at all below 128 buckets.
 ///   refwatch walks at least one.
+/// - refwatch's own first version read the clock once per packet, before any lock, and
+///   decided with that time under the locks: a delayed packet could set a connection's last
+///   use and deadline back (and, after that, revive one that another thread had judged
+///   expired and replaced: two live connections for one flow). Decisions now read the clock
+///   under the lock that orders them.
 pub struct ConnTable<C = MonotonicClock, S = RandomState> {
     buckets: Box<[Mutex<BucketInner>]>,
     mask: usize,
@@ -503,6 +522,8 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// creates it, updates its state and last use, and says what happened. This is the call
     /// a packet path makes; it takes no table-wide lock.
     pub fn track(&self, pkt: &Packet) -> Result<Tracked, TrackError> {
+        // Only a hint, for the walk: every decision about a connection reads the clock again
+        // under the connection's lock (see `Conn`), or under both its bucket locks.
         let now = self.clock.now();
         let t = *pkt.tuple();
         let (b, fp) = self.hash(&t);
@@ -514,7 +535,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let mut result = None;
             if let Some(i) = Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
                 let e = &bucket.entries[i];
-                let outcome = e.conn.update(e.dir, pkt, now, &self.config);
+                let outcome = e.conn.update(e.dir, pkt, &self.clock, &self.config);
                 match found(&e.conn, e.dir, outcome) {
                     Found::Done(r) => {
                         if r.is_err() {
@@ -541,7 +562,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         if let Some(conn) = ended {
             self.remove_if(&conn, Removal::Closed, |_| true);
         }
-        self.reap_stale(stale, now);
+        self.reap_stale(stale);
         match fast {
             Some(result) => result,
             None => self.create(pkt, b, fp, now),
@@ -568,7 +589,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let mut existing = None;
             for e in &pair.get(b).entries {
                 if e.fingerprint == fp && e.conn.tuple(e.dir) == t {
-                    let outcome = e.conn.update(e.dir, pkt, now, &self.config);
+                    let outcome = e.conn.update(e.dir, pkt, &self.clock, &self.config);
                     match found(&e.conn, e.dir, outcome) {
                         Found::Expired => {
                             stale.push(Arc::clone(&e.conn));
@@ -606,32 +627,37 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             };
             match done {
                 Some(result) => result,
-                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
-                    Ok((conn, snap)) => {
-                        let conn = Arc::new(conn);
-                        let orig = pair.get(b);
-                        orig.entries.push(Entry {
-                            conn: Arc::clone(&conn),
-                            fingerprint: fp,
-                            dir: Direction::Original,
-                        });
-                        orig.stats.created += 1;
-                        pair.get(r).entries.push(Entry {
-                            conn: Arc::clone(&conn),
-                            fingerprint: rfp,
-                            dir: Direction::Reply,
-                        });
-                        Ok(tracked(&conn, Direction::Original, snap, true))
+                // The new connection starts at a time read under both bucket locks and after
+                // every expiry judgment above: no later than any use of it, no earlier than
+                // the end of the connection it replaces.
+                None => {
+                    match Conn::new(pkt, [b as u32, r as u32], self.clock.now(), &self.config) {
+                        Ok((conn, snap)) => {
+                            let conn = Arc::new(conn);
+                            let orig = pair.get(b);
+                            orig.entries.push(Entry {
+                                conn: Arc::clone(&conn),
+                                fingerprint: fp,
+                                dir: Direction::Original,
+                            });
+                            orig.stats.created += 1;
+                            pair.get(r).entries.push(Entry {
+                                conn: Arc::clone(&conn),
+                                fingerprint: rfp,
+                                dir: Direction::Reply,
+                            });
+                            Ok(tracked(&conn, Direction::Original, snap, true))
+                        }
+                        Err(inv) => {
+                            self.live.fetch_sub(1, Ordering::AcqRel);
+                            pair.get(b).stats.invalid += 1;
+                            Err(TrackError::Invalid(inv))
+                        }
                     }
-                    Err(inv) => {
-                        self.live.fetch_sub(1, Ordering::AcqRel);
-                        pair.get(b).stats.invalid += 1;
-                        Err(TrackError::Invalid(inv))
-                    }
-                },
+                }
             }
         };
-        self.reap_stale(stale, now);
+        self.reap_stale(stale);
         result
     }
 
@@ -737,14 +763,15 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Removes the connections in `stale` that are still expired at `now`. Returns how many
-    /// it removed.
+    /// Removes the connections in `stale` that are expired, judged with the clock read under
+    /// both of the connection's bucket locks (a connection found expired stays expired: see
+    /// `Conn`). Returns how many it removed.
     ///
     /// Preconditions: the caller holds no bucket lock.
-    fn reap_stale(&self, stale: Vec<Arc<Conn>>, now: Instant) -> usize {
+    fn reap_stale(&self, stale: Vec<Arc<Conn>>) -> usize {
         let mut removed = 0;
         for conn in stale {
-            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_at(now)) {
+            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_at(self.clock.now())) {
                 removed += 1;
             }
         }
@@ -765,12 +792,14 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             (guard.entries.len(), stale)
         };
         let expired = stale.len();
-        self.reap_stale(stale, now);
+        self.reap_stale(stale);
         (checked, expired)
     }
 
     /// Finds the connection of `t` without touching its state, reaping expired tuples met on
-    /// the way. Never returns an expired connection.
+    /// the way. Never returns a connection expired by the time it returns it (the clock is
+    /// read under the connection's lock); [`peek`](ConnTable::peek) is the same without the
+    /// reaping.
     pub fn lookup(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
         let now = self.clock.now();
         let (b, fp) = self.hash(t);
@@ -782,9 +811,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 match Self::find_locked(&guard.entries[from..], t, fp, now, &mut stale) {
                     Some(i) => {
                         let e = &guard.entries[from + i];
-                        // Confirm under the connection's lock: the deadline read by the walk
-                        // is only a hint while the other bucket is not locked.
-                        if !e.conn.expired_locked(now) {
+                        // Confirm under the connection's lock, with the clock read under it:
+                        // the deadline and the time the walk read are only hints.
+                        if !e.conn.expired_locked(&self.clock) {
                             break Some((Arc::clone(&e.conn), e.dir));
                         }
                         stale.push(Arc::clone(&e.conn));
@@ -794,8 +823,23 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 }
             }
         };
-        self.reap_stale(stale, now);
+        self.reap_stale(stale);
         found
+    }
+
+    /// Finds the connection of `t`, as [`lookup`](ConnTable::lookup) does, but changes
+    /// nothing: expired tuples it meets stay where they are, for the reaper or a packet path
+    /// to remove. For observing a table without disturbing it (diagnostics, tests of the
+    /// reaper). Takes `t`'s bucket lock, then the lock of each connection that matches.
+    pub fn peek(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
+        let (b, fp) = self.hash(t);
+        let guard = self.buckets[b].lock();
+        guard
+            .entries
+            .iter()
+            .filter(|e| e.fingerprint == fp && e.conn.tuple(e.dir) == *t)
+            .find(|e| !e.conn.expired_locked(&self.clock))
+            .map(|e| (Arc::clone(&e.conn), e.dir))
     }
 
     /// One step of incremental garbage collection: walks `buckets / fraction` buckets (at
@@ -851,11 +895,13 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Checks every invariant the table keeps: each tuple in the bucket its hash names, each
-    /// connection with exactly its two tuples, counters matching the contents. Meaningful
-    /// when no other thread uses the table (the buckets are locked one at a time).
+    /// connection with exactly its two tuples, no tuple shared by two unexpired connections,
+    /// counters matching the contents. Meaningful when no other thread uses the table (the
+    /// buckets are locked one at a time). Changes nothing: expired connections stay.
     pub fn audit(&self) -> Result<Audit, AuditError> {
         let now = self.clock.now();
         let mut seen: HashMap<*const Conn, (Arc<Conn>, usize, usize)> = HashMap::new();
+        let mut owners: HashMap<Tuple, *const Conn> = HashMap::new();
         let mut tuples = 0;
         for (i, bucket) in self.buckets.iter().enumerate() {
             let b = bucket.lock();
@@ -864,6 +910,11 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 let tuple = e.conn.tuple(e.dir);
                 if self.bucket_of(&tuple) != i || e.conn.bucket(e.dir) != i {
                     return Err(AuditError::WrongBucket { tuple, bucket: i });
+                }
+                if !e.conn.expired_at(now)
+                    && *owners.entry(tuple).or_insert(Arc::as_ptr(&e.conn)) != Arc::as_ptr(&e.conn)
+                {
+                    return Err(AuditError::Duplicate { tuple });
                 }
                 let slot = seen
                     .entry(Arc::as_ptr(&e.conn))
