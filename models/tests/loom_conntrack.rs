@@ -8,7 +8,7 @@
 
 use loom::thread;
 use refwatch::conntrack::{
-    Config, ConnTable, ConnTrack, Direction, Packet, State, Tuple, UdpState,
+    Config, ConnTable, ConnTrack, Direction, Packet, ReaperPanicked, State, Tuple, UdpState,
 };
 use refwatch::sync::atomic::{AtomicU64, Ordering};
 use refwatch::sync::Arc;
@@ -343,4 +343,104 @@ fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
             );
         },
     );
+}
+
+/// `reap_now` racing the reaper's passes: the reaper starts its first pass as soon as it is
+/// spawned, possibly before the clock moves; a kicker asks for a pass at any moment; the main
+/// thread moves the clock past a connection's deadline and calls `reap_now`. When `reap_now`
+/// returns, a pass that started after its request — so after the clock moved — has walked the
+/// table (one bucket: one pass walks it all) and reaped the connection. No wake-up is lost
+/// (loom reports a thread waiting for ever as a deadlock).
+#[test]
+fn reap_now_is_served_by_a_pass_that_starts_after_it() {
+    // Three threads (main, kicker, reaper); exhaustive: see the iteration count this prints.
+    loom_model(
+        "reap_now_is_served_by_a_pass_that_starts_after_it",
+        None,
+        || {
+            let clock = ManualClock::new();
+            let config = Config {
+                max_connections: Some(4),
+                ..Config::with_buckets(1)
+            };
+            let table =
+                ConnTable::with_clock_and_hasher(config, clock.clone(), Fixed::default()).unwrap();
+            let f = flow(1, 0, 0, 7);
+            table.track(&udp(f.0, f.1)).unwrap();
+            let ct = Arc::new(ConnTrack::from_table(table));
+            let kicker = {
+                let ct = Arc::clone(&ct);
+                thread::spawn(move || ct.reaper().kick())
+            };
+            clock.advance(EXPIRE);
+            ct.reaper().reap_now().expect("the reaper is alive");
+            // `stats`, not `lookup`: a lookup would reap the connection itself.
+            assert_eq!(
+                ct.stats().reaped,
+                1,
+                "reap_now returned before a pass that started after it"
+            );
+            kicker.join().unwrap();
+            let ct = Arc::try_unwrap(ct).expect("the kicker is gone");
+            drop(ct);
+        },
+    );
+}
+
+/// What the broken clock of `a_reaper_whose_pass_panics_wakes_every_waiter` panics with.
+#[derive(Debug)]
+struct Deliberate;
+
+/// A clock that panics whenever it is read: the reaper's first pass panics on it.
+#[derive(Debug)]
+struct BrokenClock;
+
+impl Clock for BrokenClock {
+    fn now(&self) -> Instant {
+        std::panic::panic_any(Deliberate)
+    }
+}
+
+/// Keeps the default panic hook from printing the broken clock's panic, once per execution
+/// (it is caught by the reaper); every other panic is printed as usual.
+fn quiet_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Deliberate>() {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Bug 6: the reaper's pass panics (its table's clock does) while the main thread waits in
+/// `reap_now` and another in `wait_for_passes`: both return `ReaperPanicked`, whenever they
+/// started waiting, and the `ConnTrack` still drops cleanly. A reaper that ended without
+/// telling them would leave them waiting for ever (loom: deadlock).
+#[test]
+fn a_reaper_that_panics_wakes_every_waiter() {
+    quiet_deliberate_panics();
+    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive.
+    loom_model("a_reaper_that_panics_wakes_every_waiter", None, || {
+        let ct = Arc::new(ConnTrack::from_table(
+            ConnTable::with_clock_and_hasher(
+                Config::with_buckets(2),
+                BrokenClock,
+                Fixed::default(),
+            )
+            .unwrap(),
+        ));
+        let waiter = {
+            let ct = Arc::clone(&ct);
+            thread::spawn(move || ct.reaper().wait_for_passes(1))
+        };
+        assert_eq!(ct.reaper().reap_now(), Err(ReaperPanicked));
+        assert_eq!(waiter.join().unwrap(), Err(ReaperPanicked));
+        assert!(ct.reaper().panicked());
+        assert_eq!(ct.reaper().passes(), 0);
+        let ct = Arc::try_unwrap(ct).expect("the waiter is gone");
+        drop(ct);
+    });
 }

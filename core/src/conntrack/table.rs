@@ -308,6 +308,26 @@ enum Removal {
     Closed,
 }
 
+/// A slot of the table's `live` count, reserved for a connection about to be created. It is
+/// given back when dropped — the flow turned out to exist, the tracker refused the packet, or
+/// a panic (from the clock, say) unwound through the creation — unless the new connection
+/// [`fill`](Slot::fill)s it.
+#[must_use]
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Slot<'_> {
+    /// The new connection is in the table: the slot is its own now.
+    fn fill(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The two bucket locks of a connection, taken in ascending index order.
 struct Pair<'a> {
     lo: usize,
@@ -580,7 +600,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// in either direction, meanwhile) and inserts both tuples.
     fn create(&self, pkt: &Packet, b: usize, fp: u32, now: Instant) -> Result<Tracked, TrackError> {
         let t = *pkt.tuple();
-        self.reserve(b, now)?;
+        let slot = self.reserve(b, now)?;
         let reply = t.reply();
         let (r, rfp) = self.hash(&reply);
         let mut stale = Vec::new();
@@ -605,19 +625,18 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             // Another thread created the flow meanwhile: the packet was its update. A
             // connection the update ended leaves here, under both of its bucket locks (its
             // tuples are `t`, in `b`, and `t.reply()`, in `r`).
+            // Unless a new connection fills the reserved slot, it is released on return.
             let done = match existing {
-                // Keep the reserved slot: the packet opens a new connection below.
+                // The packet opens a new connection below, in the reserved slot.
                 Some((conn, Found::Reopen)) => {
                     self.remove_locked(&mut pair, &conn);
                     None
                 }
                 Some((conn, Found::Remove(tracked))) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
                     self.remove_locked(&mut pair, &conn);
                     Some(Ok(tracked))
                 }
                 Some((_, Found::Done(result))) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
                     if result.is_err() {
                         pair.get(b).stats.invalid += 1;
                     }
@@ -633,6 +652,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 None => {
                     match Conn::new(pkt, [b as u32, r as u32], self.clock.now(), &self.config) {
                         Ok((conn, snap)) => {
+                            slot.fill();
                             let conn = Arc::new(conn);
                             let orig = pair.get(b);
                             orig.entries.push(Entry {
@@ -649,7 +669,6 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                             Ok(tracked(&conn, Direction::Original, snap, true))
                         }
                         Err(inv) => {
-                            self.live.fetch_sub(1, Ordering::AcqRel);
                             pair.get(b).stats.invalid += 1;
                             Err(TrackError::Invalid(inv))
                         }
@@ -662,28 +681,29 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Takes one slot of `live` if there is one.
-    fn try_reserve(&self) -> bool {
+    fn try_reserve(&self) -> Option<Slot<'_>> {
         let max = self.max;
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
+            .ok()
+            .map(|_| Slot(&self.live))
     }
 
     /// Reserves a slot for a new connection hashing to bucket `b`: when the table is full,
     /// reaps the expired connections of `b` and the next buckets, then early-drops
     /// connections that are not assured (or are closing) there, before refusing.
-    fn reserve(&self, b: usize, now: Instant) -> Result<(), TrackError> {
-        if self.try_reserve() {
-            return Ok(());
+    fn reserve(&self, b: usize, now: Instant) -> Result<Slot<'_>, TrackError> {
+        if let Some(slot) = self.try_reserve() {
+            return Ok(slot);
         }
         let scan = self.config.early_drop_scan.clamp(1, self.buckets.len());
         for k in 0..scan {
             self.reap_bucket((b + k) & self.mask, now);
         }
-        if self.try_reserve() {
-            return Ok(());
+        if let Some(slot) = self.try_reserve() {
+            return Ok(slot);
         }
         for k in 0..scan {
             let i = (b + k) & self.mask;
@@ -697,10 +717,10 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                     .collect()
             };
             for victim in victims {
-                if self.remove_if(&victim, Removal::EarlyDropped, |c| c.evictable())
-                    && self.try_reserve()
-                {
-                    return Ok(());
+                if self.remove_if(&victim, Removal::EarlyDropped, |c| c.evictable()) {
+                    if let Some(slot) = self.try_reserve() {
+                        return Ok(slot);
+                    }
                 }
             }
         }
