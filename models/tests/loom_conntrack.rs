@@ -113,7 +113,10 @@ fn reaper_lookup_and_insert_keep_lock_order() {
             let reaper = {
                 let table = Arc::clone(&table);
                 thread::spawn(move || {
-                    let (mut start, mut interval) = (0, Duration::from_millis(10));
+                    // From the top bucket: the walk meets `c`'s original tuple before
+                    // its reply, the one order in which reaping must let go of a bucket to
+                    // take a lower one.
+                    let (mut start, mut interval) = (N - 1, Duration::from_millis(10));
                     for _ in 0..N {
                         (start, interval) = table.reap_unused(start, interval);
                     }
