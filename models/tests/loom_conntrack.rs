@@ -93,9 +93,10 @@ fn udp(a: SocketAddr, b: SocketAddr) -> Packet {
 /// would walk no bucket at all); every tuple is accounted for at the end.
 #[test]
 fn reaper_lookup_and_insert_keep_lock_order() {
-    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 34,940
-    // executions in ~6 s; bound 5 explores 182,391 in ~50 s (release, one core) — too much
-    // for CI next to every mutant. Every mutant this model names fails within bound 4.
+    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 49,880
+    // executions in ~7 s; bound 5 explores 289,907 in ~40 s (release, one core) — too much
+    // for CI next to every mutant. Every mutant this model names fails within bound 4 (the
+    // lock-order mutant at 1).
     const BOUND: Option<usize> = Some(4);
     const N: usize = 4;
     let c = flow(N, 3, 1, 1); // looked up: reply in a lower bucket
