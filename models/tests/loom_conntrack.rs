@@ -253,10 +253,12 @@ fn reaper_thread_stops_and_joins_on_drop() {
 /// delayed; the main thread moves the clock to 40 s — past the deadline — and sends the
 /// answer (the reply direction, found in the other bucket); the reaper walks the table.
 /// Whatever the order, both packets end on the flow's one live connection, and that
-/// connection was last used at 40 s and lives until 70 s. A packet that decided on a clock
-/// read before it took the locks would revive the expired connection after the answer had
-/// replaced it (two live connections for one flow), or set its last use (and deadline) back
-/// to 20 s.
+/// connection was last used at 40 s and lives until 70 s. A packet that decides with a clock
+/// read before it took the locks sets the last use and the deadline back to 20 s (what loom
+/// finds, with 2 preemptions); and once a deadline can move back, a connection that another
+/// thread judged expired and replaced can be revived — two live connections for one flow,
+/// which the first two assertions guard (reaching it takes more stale packets than this
+/// model has).
 #[test]
 fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
     // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
