@@ -6,7 +6,7 @@ use super::tcp::{Env, Status, Tcb, TcpIgnored, TcpInvalid, TcpState, Verdict};
 use super::tuple::{Direction, TransProto, Tuple};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
-use crate::time::Instant;
+use crate::time::{Clock, Instant};
 use std::fmt;
 use std::time::Duration;
 
@@ -146,6 +146,13 @@ pub(crate) enum UpdateError {
 /// table's lock order), so the accessors below are safe to call from anywhere.
 /// `deadline` is written only under `inner` *and* a bucket lock of this connection, so it is
 /// exact for a reader holding both bucket locks and a hint for a reader holding one.
+///
+/// Time: every decision that reads or moves the deadline under `inner` (an update, the
+/// lookup's confirmation) reads the clock *after* taking `inner`. The lock orders these
+/// decisions and the clock never goes backwards, so each one sees a time no earlier than the
+/// one before it: a connection found expired stays expired (no packet revives it after
+/// another thread judged it expired and replaced it), and a delayed packet never sets the
+/// last use or the deadline back. A time read before the lock is only a hint.
 pub struct Conn {
     original: Tuple,
     /// Buckets of the original and of the reply tuple. Immutable.
@@ -239,7 +246,9 @@ impl Conn {
         Ok((conn, snap))
     }
 
-    /// Feeds `pkt`, travelling in `dir`, to the connection at `now`.
+    /// Feeds `pkt`, travelling in `dir`, to the connection at the time `clock` tells once the
+    /// connection's lock is held (see [`Conn`]: a time read earlier could be older than that of
+    /// an update or an expiry judgment made meanwhile).
     ///
     /// Preconditions: the caller holds the lock of the bucket where it found this connection's
     /// `dir` tuple (so no one can remove the connection meanwhile).
@@ -247,10 +256,11 @@ impl Conn {
         &self,
         dir: Direction,
         pkt: &Packet,
-        now: Instant,
+        clock: &impl Clock,
         config: &Config,
     ) -> Result<Updated, UpdateError> {
         let mut inner = self.inner.lock();
+        let now = clock.now();
         if self.expired_at(now) {
             return Err(UpdateError::Expired);
         }
@@ -327,10 +337,11 @@ impl Conn {
         now.as_nanos() > self.deadline.load(Ordering::Acquire)
     }
 
-    /// [`expired_at`](Conn::expired_at), exact: read under the connection's lock.
-    pub(crate) fn expired_locked(&self, now: Instant) -> bool {
+    /// Whether the connection is expired now: exact, both the deadline and `clock` read under
+    /// the connection's lock.
+    pub(crate) fn expired_locked(&self, clock: &impl Clock) -> bool {
         let _inner = self.inner.lock();
-        self.expired_at(now)
+        self.expired_at(clock.now())
     }
 
     /// Whether early drop may evict this connection: not assured, or closing.
