@@ -1,10 +1,11 @@
 //! A counted object for the models: it counts its destructions, carries a payload whose
 //! loss (`Track`) fails a loom model, and has per-holder cells whose writes the destructor
-//! reads, so a missing release/acquire shows up as a data race.
+//! reads, so a missing release/acquire shows up as a data race. And [`Canary`], a handle
+//! payload that a check can see is dead.
 
 use refwatch::refs::RefCounter;
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
-use refwatch::sync::{Mutex, Track, UnsafeCell};
+use refwatch::sync::{Arc, Mutex, Track, UnsafeCell};
 
 /// Number of per-holder cells a [`Probe`] carries.
 pub const CELLS: usize = 2;
@@ -98,5 +99,60 @@ impl<C: RefCounter> Probe<C> {
 impl<C: RefCounter> Default for Probe<C> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A payload that knows whether it has been dropped, for checks made through a handle.
+///
+/// Checking a handle's value cannot catch a use after destruction: the destructor moves the
+/// value out with `ManuallyDrop::take`, and its bits stay where they were. A canary shares a
+/// flag with its [`CanaryWitness`] and clears it when dropped; the witness keeps the flag's
+/// memory alive, so [`Canary::is_alive`] read through a handle to a destroyed value reads
+/// the cleared flag and the model's check fails. Under loom, its `Track` also fails the model
+/// if the value is never dropped.
+#[derive(Debug)]
+pub struct Canary {
+    alive: Arc<AtomicUsize>,
+    _track: Track<()>,
+}
+
+/// The model's side of a [`Canary`]: whether it was dropped, and how many times.
+#[derive(Debug, Clone)]
+pub struct CanaryWitness(Arc<AtomicUsize>);
+
+const ALIVE: usize = 0x00a1_17e0;
+const DROPPED: usize = 0xdead;
+
+impl Canary {
+    /// A live canary and its witness.
+    pub fn new() -> (Canary, CanaryWitness) {
+        let alive = Arc::new(AtomicUsize::new(ALIVE));
+        let witness = CanaryWitness(Arc::clone(&alive));
+        (
+            Canary {
+                alive,
+                _track: Track::new(()),
+            },
+            witness,
+        )
+    }
+
+    /// Whether this value has not been dropped. False through a handle to a destroyed one.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) == ALIVE
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        let was = self.alive.swap(DROPPED, Ordering::SeqCst);
+        assert_eq!(was, ALIVE, "Canary dropped twice");
+    }
+}
+
+impl CanaryWitness {
+    /// Whether the canary has been dropped.
+    pub fn dropped(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == DROPPED
     }
 }

@@ -37,7 +37,10 @@ pub struct Options {
     /// How many dentries the cache keeps alive with nothing else referring to them
     /// ([`DEFAULT_CACHE_CAPACITY`] by default; 0 turns the cache off).
     pub cache_capacity: usize,
-    /// Where dentries register for leak checking ([`Registry::global`] when `None`).
+    /// Where dentries register for leak checking ([`Registry::global`] when `None`). Its
+    /// mode is read once, by [`Filesystem::with_options`]: if checking is on then, every
+    /// dentry of the filesystem registers (and unregisters when destroyed) even after
+    /// checking is turned off, so the registry never loses track of one.
     pub registry: Option<Arc<Registry>>,
 }
 
@@ -125,7 +128,9 @@ struct FsInner {
     cache: Mutex<Lru<Arc<Dentry>>>,
     /// Each entry is one reference to drop once no kernfs lock is held.
     deferred: Mutex<Vec<Arc<Dentry>>>,
-    /// Where dentries register, if leak checking was on at creation.
+    /// Where dentries register, if leak checking was on at creation. Read once: every
+    /// dentry of the filesystem registers and unregisters on that reading, whatever the
+    /// registry's mode is later.
     registry: Option<Arc<Registry>>,
     live: AtomicUsize,
     peak: AtomicUsize,
@@ -291,7 +296,9 @@ impl FsInner {
         let child = Dentry::new(inode, Some(Arc::clone(parent)), name);
         children.insert(name.to_owned(), Arc::clone(&child));
         if let Some(registry) = &self.registry {
-            registry.register(RegisteredDentry(Arc::clone(&child)));
+            // Whatever the mode is now: the filesystem read it once, when it was made, and
+            // `destroy` unregisters on that reading (re-reading it here is bug 1 of issue 10).
+            registry.register_always(RegisteredDentry(Arc::clone(&child)));
         }
         let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(live, Ordering::Relaxed);
@@ -396,10 +403,11 @@ impl Filesystem {
             return Err(Error::NotDir);
         }
         let registry = options.registry.unwrap_or_else(Registry::global);
+        // The one reading of the mode: it decides for every dentry of this filesystem.
         let registry = registry.enabled().then_some(registry);
         let root = Dentry::new(root, None, "");
         if let Some(registry) = &registry {
-            registry.register(RegisteredDentry(Arc::clone(&root)));
+            registry.register_always(RegisteredDentry(Arc::clone(&root)));
         }
         Ok(Filesystem {
             inner: Arc::new(FsInner {
