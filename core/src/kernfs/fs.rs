@@ -275,8 +275,8 @@ impl FsInner {
         }
         let inode = parent.inode().lookup(name)?;
         let child = self.attach(parent, &mut children, name, inode);
-        drop(children);
         self.keep_or_defer(&child);
+        drop(children);
         Ok(child)
     }
 
@@ -309,7 +309,12 @@ impl FsInner {
     /// says keep, or to the deferred list: then the dentry lives only as long as the
     /// operation, unless someone took a reference meanwhile.
     ///
-    /// Preconditions: no children lock is held (the cache lock is taken).
+    /// Preconditions: the children lock of `d`'s parent is held, as it was when `d` was
+    /// attached. A walk that finds `d` stale (its inode invalidated since) takes it out of
+    /// the tree and out of the cache under that lock; were `d` cached after the lock was
+    /// released, a stale dentry could be cached outside the tree, alive with no file open
+    /// (the loom model `invalidate_races_cached_lookups`). The cache lock comes after the
+    /// children locks in the lock order.
     fn keep_or_defer(&self, d: &Arc<Dentry>) {
         let d = Arc::clone(d);
         if d.inode().keep() {
@@ -691,8 +696,8 @@ impl Filesystem {
         let inode = make(parent.inode(), name)?;
         let mut children = parent.children.lock();
         let child = self.inner.attach(&parent, &mut children, name, inode);
-        drop(children);
         self.inner.keep_or_defer(&child);
+        drop(children);
         Ok(())
     }
 }
