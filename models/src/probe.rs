@@ -156,3 +156,16 @@ impl CanaryWitness {
         self.0.load(Ordering::SeqCst) == DROPPED
     }
 }
+
+/// Returns `handle` if the canary it points at is alive. Otherwise forgets the handle and
+/// panics with `what`: dropping a handle to a destroyed value would fail in the counter's own
+/// misuse check while this panic unwinds, and a panic during unwinding aborts the process,
+/// hiding the model's verdict.
+#[track_caller]
+pub fn expect_alive<H: std::ops::Deref<Target = Canary>>(handle: H, what: &str) -> H {
+    if !handle.is_alive() {
+        std::mem::forget(handle);
+        panic!("{what}");
+    }
+    handle
+}

@@ -14,7 +14,7 @@ use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
 use refwatch_models::loom_model;
-use refwatch_models::probe::{Canary, Probe};
+use refwatch_models::probe::{expect_alive, Canary, Probe};
 
 type R = Refs<Probe<()>>;
 type S = StickyRefs<Probe<()>>;
@@ -178,10 +178,10 @@ fn handle_upgrade_races_last_drop<C: RefCounter + 'static>(name: &str) {
         let weak = Counted::downgrade(&strong);
         let upgrader = thread::spawn(move || {
             if let Some(h) = weak.upgrade() {
-                assert!(h.is_alive(), "upgraded to a destroyed value");
+                let h = expect_alive(h, "upgraded to a destroyed value");
                 let second = h.clone();
                 drop(h);
-                assert!(second.is_alive(), "a clone outlived the value");
+                drop(expect_alive(second, "a clone outlived the value"));
             }
             weak
         });
@@ -226,8 +226,7 @@ fn registry_consistent_under_concurrent_create_destroy() {
                             Counted::builder(canary).registry(&registry).build();
                         let c = h.clone();
                         drop(h);
-                        assert!(c.is_alive(), "a clone outlived the value");
-                        drop(c);
+                        drop(expect_alive(c, "a clone outlived the value"));
                         assert!(witness.dropped(), "the last drop destroys");
                     })
                 })

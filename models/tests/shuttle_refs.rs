@@ -9,7 +9,7 @@ use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
 use refwatch::sync::{thread, Arc};
-use refwatch_models::probe::{Canary, Probe};
+use refwatch_models::probe::{expect_alive, Canary, Probe};
 use refwatch_models::shuttle_pct;
 
 const THREADS: usize = 4;
@@ -108,10 +108,10 @@ fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
                             strong = None;
                         }
                         if let Some(h) = weak.upgrade() {
-                            assert!(h.is_alive(), "upgraded to a destroyed value");
+                            let h = expect_alive(h, "upgraded to a destroyed value");
                             let again = h.clone();
                             drop(h);
-                            assert!(again.is_alive(), "a clone outlived the value");
+                            drop(expect_alive(again, "a clone outlived the value"));
                         }
                     }
                     drop(strong);
@@ -163,7 +163,7 @@ fn registry_many_threads_with_mode_changes() {
                             if round % 3 == i % 3 {
                                 let c = h.clone();
                                 drop(h);
-                                assert!(c.is_alive(), "a clone outlived the value");
+                                drop(expect_alive(c, "a clone outlived the value"));
                             } else {
                                 drop(h);
                             }
