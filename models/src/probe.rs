@@ -7,8 +7,8 @@ use refwatch::refs::RefCounter;
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
 use refwatch::sync::{Arc, Mutex, Track, UnsafeCell};
 
-/// Number of per-holder cells a [`Probe`] carries.
-pub const CELLS: usize = 2;
+/// Number of per-holder cells a [`Probe`] carries (the main thread and three tryers).
+pub const CELLS: usize = 4;
 
 /// An object counted by `C`.
 #[derive(Debug)]
@@ -36,8 +36,8 @@ impl<C: RefCounter> Probe<C> {
             refs: C::new(),
             destroyed: AtomicUsize::new(0),
             payload: Mutex::new(Some(Track::new(7))),
-            cells: [UnsafeCell::new(0), UnsafeCell::new(0)],
-            seen: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            cells: std::array::from_fn(|_| UnsafeCell::new(0)),
+            seen: std::array::from_fn(|_| AtomicUsize::new(0)),
         }
     }
 

@@ -20,8 +20,12 @@ type R = Refs<Probe<()>>;
 type S = StickyRefs<Probe<()>>;
 
 /// (a) One `try_inc_ref` races the last `dec_ref`: the destructor runs exactly once, and a
-/// try that returns true never holds a destroyed object — checked when it returns and again
-/// just before its own `dec_ref`.
+/// try that returns true never holds a destroyed object. A holder writes its cell of the
+/// probe while it holds, and the destructor reads every cell: a destruction that is not
+/// ordered after the holder's write is a data race, which loom reports whichever ran first
+/// (the model's own check of the destruction count cannot see it reliably: with the object
+/// destroyed under it, nothing orders the holder's read of the count after the
+/// destruction).
 fn try_inc_races_last_dec<C: RefCounter + 'static>(name: &str) {
     loom_model(name, None, || {
         let obj = Arc::new(Probe::<C>::new());
@@ -36,11 +40,7 @@ fn try_inc_races_last_dec<C: RefCounter + 'static>(name: &str) {
                     );
                     // No `yield_now` here: a yield is a free switch for loom, and the
                     // model's kills must need real preemptions (their depth is reported).
-                    assert_eq!(
-                        obj.destructions(),
-                        0,
-                        "destroyed while a try_inc_ref reference was held"
-                    );
+                    obj.write_cell(1, 1);
                     obj.dec();
                 }
             })
@@ -68,12 +68,13 @@ fn try_inc_races_last_dec_sticky() {
 }
 
 /// (b) Two `try_inc_ref`s race one `dec_ref`: the case that catches the seed's leak. The
-/// destructor must still run exactly once, and a try after the end must fail.
+/// destructor must still run exactly once, and a try after the end must fail; a successful
+/// try writes its cell while it holds, as in (a).
 fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
     loom_model(name, None, || {
         let obj = Arc::new(Probe::<C>::new());
-        let tryers: Vec<_> = (0..2)
-            .map(|_| {
+        let tryers: Vec<_> = (1..=2)
+            .map(|i| {
                 let obj = obj.clone();
                 thread::spawn(move || {
                     if obj.try_inc() {
@@ -82,6 +83,7 @@ fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
                             0,
                             "try_inc_ref returned true on a destroyed object"
                         );
+                        obj.write_cell(i, 1);
                         obj.dec();
                     }
                 })
@@ -247,15 +249,17 @@ fn registry_consistent_under_concurrent_create_destroy() {
 }
 
 /// Three `try_inc_ref`s race the last `dec_ref` (the two-try model with one more tryer): the
-/// destructor runs exactly once, no successful try holds a destroyed object, and a try after
-/// the end fails. Four threads are beyond exhaustive search in the time the suite allows, so
-/// the bound is 3: the seed's leak needs 3 preemptions (mutant `seed_try_inc_leak`), and at
-/// bound 3 the model takes ~5 s (bound 4: ~60 s).
+/// destructor runs exactly once, no successful try holds a destroyed object (each writes its
+/// cell while it holds, as in (a)), and a try after the end fails. Four threads are beyond
+/// exhaustive search in the time the suite allows (unbounded, `StickyRefs` alone ran past 5
+/// minutes), so the bound is 4, one more than the seed's leak needs (mutant
+/// `seed_try_inc_leak`, depth 3): ~6 s for `Refs` and ~3 s for `StickyRefs` on two cores
+/// (bound 5: ~34 s and ~19 s; bound 3: under a second).
 fn three_tries_race_last_dec<C: RefCounter + 'static>(name: &str) {
-    loom_model(name, Some(3), || {
+    loom_model(name, Some(4), || {
         let obj = Arc::new(Probe::<C>::new());
-        let tryers: Vec<_> = (0..3)
-            .map(|_| {
+        let tryers: Vec<_> = (1..=3)
+            .map(|i| {
                 let obj = obj.clone();
                 thread::spawn(move || {
                     if obj.try_inc() {
@@ -264,6 +268,7 @@ fn three_tries_race_last_dec<C: RefCounter + 'static>(name: &str) {
                             0,
                             "try_inc_ref returned true on a destroyed object"
                         );
+                        obj.write_cell(i, 1);
                         obj.dec();
                     }
                 })
