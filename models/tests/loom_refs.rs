@@ -211,32 +211,40 @@ fn handle_upgrade_races_last_drop_sticky() {
 
 /// (d) The registry stays consistent under concurrent create/destroy while another thread
 /// turns checking off: every handle registered is unregistered when destroyed (it remembers
-/// where it registered; the seed re-reads the mode), and the registry ends empty.
+/// where it registered; the seed re-reads the mode), and the registry ends empty. The main
+/// thread makes, clones and drops a handle, a spawned one makes and drops one, a third thread
+/// turns checking off; the main thread's handle lives and dies before the main thread first blocks, so a
+/// change of mode in the middle of its life needs a preemption (mutant `registry_mode_reread`
+/// needs one). Unbounded.
 #[test]
 fn registry_consistent_under_concurrent_create_destroy() {
+    fn make_clone_and_drop(registry: &Arc<Registry>) {
+        let (canary, witness) = Canary::new();
+        let h: Counted<Canary> = Counted::builder(canary).registry(registry).build();
+        let c = h.clone();
+        drop(h);
+        drop(expect_alive(c, "a clone outlived the value"));
+        assert!(witness.dropped(), "the last drop destroys");
+    }
     loom_model(
         "registry_consistent_under_concurrent_create_destroy",
-        None,
+        Some(5),
         || {
             let registry = Arc::new(Registry::new(LeakMode::Warn));
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let registry = registry.clone();
-                    thread::spawn(move || {
-                        let (canary, witness) = Canary::new();
-                        let h: Counted<Canary> =
-                            Counted::builder(canary).registry(&registry).build();
-                        let c = h.clone();
-                        drop(h);
-                        drop(expect_alive(c, "a clone outlived the value"));
-                        assert!(witness.dropped(), "the last drop destroys");
-                    })
+            let toggler = {
+                let registry = registry.clone();
+                thread::spawn(move || registry.set_mode(LeakMode::Off))
+            };
+            let worker = {
+                let registry = registry.clone();
+                thread::spawn(move || {
+                    let h: Counted<u64> = Counted::builder(1).registry(&registry).build();
+                    drop(h);
                 })
-                .collect();
-            registry.set_mode(LeakMode::Off);
-            for w in workers {
-                w.join().unwrap();
-            }
+            };
+            make_clone_and_drop(&registry);
+            toggler.join().unwrap();
+            worker.join().unwrap();
             assert_eq!(
                 registry.live_count(),
                 0,
