@@ -216,9 +216,9 @@ fn handle_upgrade_races_last_drop_sticky() {
 /// turns checking off: every handle registered is unregistered when destroyed (it remembers
 /// where it registered; the seed re-reads the mode), and the registry ends empty. The main
 /// thread makes, clones and drops a handle, a spawned one makes and drops one, a third thread
-/// turns checking off; the main thread's handle lives and dies before the main thread first blocks, so a
-/// change of mode in the middle of its life needs a preemption (mutant `registry_mode_reread`
-/// needs one). Bound 5: ~62,000 interleavings, ~5 s; unbounded takes ~60 s (870,000), most of
+/// turns checking off; the main thread's handle lives and dies before the main thread first
+/// blocks, so a change of mode in the middle of its life needs a preemption (mutant
+/// `registry_mode_reread` needs one). Bound 5: ~62,000 interleavings, ~5 s; unbounded takes ~60 s (870,000), most of
 /// them orders of the registry's lock that no mutant has needed.
 #[test]
 fn registry_consistent_under_concurrent_create_destroy() {
