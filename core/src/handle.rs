@@ -78,8 +78,9 @@ impl<T, C: RefCounter> Inner<T, C> {
         // SAFETY: the counter's claim succeeded exactly once (that is the invariant the loom
         // models check), and it succeeds only when no reference is held, so no `&T` handed out
         // by `Counted::deref` is alive (under loom, no handle's `Reading` is) and no other call
-        // can reach the payload again: this is the only access and the last one. The allocation is freed only when the last `Arc`
-        // goes, and `Drop for Inner` does not touch the payload.
+        // can reach the payload again: this is the only access and the last one. The
+        // allocation is freed only when the last `Arc` goes, and `Drop for Inner` does not
+        // touch the payload.
         let payload = self
             .payload
             .with_mut(|p| unsafe { ManuallyDrop::take(&mut *p) });

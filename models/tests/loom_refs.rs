@@ -218,8 +218,8 @@ fn handle_upgrade_races_last_drop_sticky() {
 /// thread makes, clones and drops a handle, a spawned one makes and drops one, a third thread
 /// turns checking off; the main thread's handle lives and dies before the main thread first
 /// blocks, so a change of mode in the middle of its life needs a preemption (mutant
-/// `registry_mode_reread` needs one). Bound 5: ~62,000 interleavings, ~5 s; unbounded takes ~60 s (870,000), most of
-/// them orders of the registry's lock that no mutant has needed.
+/// `registry_mode_reread` needs one). Bound 5: ~62,000 interleavings, ~5 s; unbounded takes
+/// ~60 s (870,000), most of them orders of the registry's lock that no mutant has needed.
 #[test]
 fn registry_consistent_under_concurrent_create_destroy() {
     fn make_clone_and_drop(registry: &Arc<Registry>) {
