@@ -18,6 +18,7 @@ use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
 use refwatch_models::loom_model;
 use refwatch_models::probe::{expect_alive, Canary, Probe};
+use std::mem::ManuallyDrop;
 
 type R = Refs<Probe<()>>;
 type S = StickyRefs<Probe<()>>;
@@ -365,11 +366,15 @@ fn handle_reference_is_tracked_until_dropped<C: RefCounter + 'static>(name: &str
             let read = *value;
             drop(h);
             assert_eq!(read, *value);
-            Some(clone)
+            // Handed over undropped: if loom fails the model while the main thread holds
+            // it, unwinding must not drop it (with the object destroyed under it, its
+            // `dec_ref` would panic during unwinding and abort the run).
+            Some(ManuallyDrop::new(clone))
         });
         drop(strong);
         let clone = user.join().unwrap();
         if let Some(clone) = clone {
+            let clone = ManuallyDrop::into_inner(clone);
             assert_eq!(*clone, 7);
         }
     });
