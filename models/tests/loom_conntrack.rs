@@ -321,7 +321,7 @@ fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
 /// set the last use (and the deadline) back.
 #[test]
 fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
-    // Two threads, one packet each: exhaustive (55 executions).
+    // Two threads, one packet each: exhaustive (235 executions).
     const N: usize = 2;
     let f = flow(N, 1, 0, 6);
     loom_model(
@@ -430,7 +430,8 @@ fn quiet_deliberate_panics() {
 #[test]
 fn a_reaper_that_panics_wakes_every_waiter() {
     quiet_deliberate_panics();
-    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive.
+    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive (7,702
+    // executions, under a second).
     loom_model("a_reaper_that_panics_wakes_every_waiter", None, || {
         let ct = Arc::new(ConnTrack::from_table(
             ConnTable::with_clock_and_hasher(
