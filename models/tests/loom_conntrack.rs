@@ -1,7 +1,8 @@
 //! loom models of the conntrack table's lock order and reaping, on 2–4 bucket tables with a
 //! manual clock and a fixed hash key (so that the buckets each tuple lands in are chosen).
 //!
-//! Every model runs without a preemption bound: every interleaving is explored.
+//! A model runs without a preemption bound (every interleaving) when that stays under a few
+//! seconds; the others say which bound they run at and why.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p refwatch-models --release --test loom_conntrack`
 #![cfg(loom)]
