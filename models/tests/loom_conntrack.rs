@@ -1,5 +1,6 @@
-//! loom models of the conntrack table's lock order and reaping, on 2–4 bucket tables with a
-//! manual clock and a fixed hash key (so that the buckets each tuple lands in are chosen).
+//! loom models of the conntrack table's lock order, reaping and clock reads, on 1–4 bucket
+//! tables with a manual clock and a fixed hash key (so that the buckets each tuple lands in
+//! are chosen), and of the reaper thread's protocol: `reap_now` tickets, stop, a panicking pass.
 //!
 //! A model runs without a preemption bound (every interleaving) when that stays under a few
 //! seconds; the others say which bound they run at and why.
