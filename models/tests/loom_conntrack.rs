@@ -264,8 +264,8 @@ fn reaper_thread_stops_and_joins_on_drop() {
 #[test]
 fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
     // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
-    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 97,479
-    // executions in ~9 s (release); bound 5, 473,657 in ~57 s: too long next to the others.
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 57,085
+    // executions in ~5 s (release); bound 5, 337,225 in ~29 s: too long next to the others.
     const BOUND: Option<usize> = Some(4);
     const N: usize = 2;
     let f = flow(N, 1, 0, 5);
@@ -323,7 +323,7 @@ fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
 /// set the last use (and the deadline) back.
 #[test]
 fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
-    // Two threads, one packet each: exhaustive (235 executions).
+    // Two threads, one packet each: exhaustive (110 executions).
     const N: usize = 2;
     let f = flow(N, 1, 0, 6);
     loom_model(

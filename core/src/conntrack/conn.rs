@@ -149,8 +149,8 @@ pub(crate) enum UpdateError {
 /// A tracked connection. Shared (`Arc`) between its two table entries and the callers of
 /// `track`; it stays readable after it left the table.
 ///
-/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time
-/// and the status (reply seen, assured). It is the innermost lock: the table takes it only
+/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time,
+/// the status (reply seen, assured) and `seen` (below). It is the innermost lock: the table takes it only
 /// inside a bucket lock of this connection, and nothing is locked while it is held (see the
 /// table's lock order), so the accessors below are safe to call from anywhere.
 /// `deadline` is written only under `inner` *and* a bucket lock of this connection, so it is
