@@ -644,31 +644,29 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             };
             match done {
                 Some(result) => result,
-                None => {
-                    match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
-                        Ok((conn, snap)) => {
-                            slot.fill();
-                            let conn = Arc::new(conn);
-                            let orig = pair.get(b);
-                            orig.entries.push(Entry {
-                                conn: Arc::clone(&conn),
-                                fingerprint: fp,
-                                dir: Direction::Original,
-                            });
-                            orig.stats.created += 1;
-                            pair.get(r).entries.push(Entry {
-                                conn: Arc::clone(&conn),
-                                fingerprint: rfp,
-                                dir: Direction::Reply,
-                            });
-                            Ok(tracked(&conn, Direction::Original, snap, true))
-                        }
-                        Err(inv) => {
-                            pair.get(b).stats.invalid += 1;
-                            Err(TrackError::Invalid(inv))
-                        }
+                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
+                    Ok((conn, snap)) => {
+                        slot.fill();
+                        let conn = Arc::new(conn);
+                        let orig = pair.get(b);
+                        orig.entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: fp,
+                            dir: Direction::Original,
+                        });
+                        orig.stats.created += 1;
+                        pair.get(r).entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: rfp,
+                            dir: Direction::Reply,
+                        });
+                        Ok(tracked(&conn, Direction::Original, snap, true))
                     }
-                }
+                    Err(inv) => {
+                        pair.get(b).stats.invalid += 1;
+                        Err(TrackError::Invalid(inv))
+                    }
+                },
             }
         };
         self.reap_stale(stale, now);
