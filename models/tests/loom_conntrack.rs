@@ -1,7 +1,9 @@
-//! loom models of the conntrack table's lock order and reaping, on 2–4 bucket tables with a
-//! manual clock and a fixed hash key (so that the buckets each tuple lands in are chosen).
+//! loom models of the conntrack table's lock order, reaping and clock reads, on 1–4 bucket
+//! tables with a manual clock and a fixed hash key (so that the buckets each tuple lands in
+//! are chosen), and of the reaper thread's protocol: `reap_now` tickets, stop, a panicking pass.
 //!
-//! Every model runs without a preemption bound: every interleaving is explored.
+//! A model runs without a preemption bound (every interleaving) when that stays under a few
+//! seconds; the others say which bound they run at and why.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p refwatch-models --release --test loom_conntrack`
 #![cfg(loom)]
@@ -262,8 +264,8 @@ fn reaper_thread_stops_and_joins_on_drop() {
 #[test]
 fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
     // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
-    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 97,479
-    // executions in ~9 s (release); bound 5, 473,657 in ~57 s: too long next to the others.
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 57,085
+    // executions in ~5 s (release); bound 5, 337,225 in ~29 s: too long next to the others.
     const BOUND: Option<usize> = Some(4);
     const N: usize = 2;
     let f = flow(N, 1, 0, 5);
@@ -321,7 +323,7 @@ fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
 /// set the last use (and the deadline) back.
 #[test]
 fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
-    // Two threads, one packet each: exhaustive (55 executions).
+    // Two threads, one packet each: exhaustive (110 executions).
     const N: usize = 2;
     let f = flow(N, 1, 0, 6);
     loom_model(
@@ -430,7 +432,8 @@ fn quiet_deliberate_panics() {
 #[test]
 fn a_reaper_that_panics_wakes_every_waiter() {
     quiet_deliberate_panics();
-    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive.
+    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive (7,702
+    // executions, under a second).
     loom_model("a_reaper_that_panics_wakes_every_waiter", None, || {
         let ct = Arc::new(ConnTrack::from_table(
             ConnTable::with_clock_and_hasher(

@@ -6,7 +6,7 @@ use super::tcp::{Env, Status, Tcb, TcpIgnored, TcpInvalid, TcpState, Verdict};
 use super::tuple::{Direction, TransProto, Tuple};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::Mutex;
-use crate::time::{Clock, Instant};
+use crate::time::Instant;
 use std::fmt;
 use std::time::Duration;
 
@@ -89,9 +89,18 @@ struct Inner {
     proto: Proto,
     last_used: Instant,
     status: Status,
+    /// The latest time a decision about the connection was made at (see [`Conn`]).
+    seen: Instant,
 }
 
 impl Inner {
+    /// The time to decide at: the caller's clock reading, or the latest time a decision was
+    /// already made at if that is later (the caller's reading is stale), which it records.
+    fn decide_at(&mut self, now: Instant) -> Instant {
+        self.seen = self.seen.max(now);
+        self.seen
+    }
+
     fn state(&self) -> State {
         let replied = if self.status.seen_reply {
             UdpState::Replied
@@ -140,19 +149,23 @@ pub(crate) enum UpdateError {
 /// A tracked connection. Shared (`Arc`) between its two table entries and the callers of
 /// `track`; it stays readable after it left the table.
 ///
-/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time
-/// and the status (reply seen, assured). It is the innermost lock: the table takes it only
+/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time,
+/// the status (reply seen, assured) and `seen` (below). It is the innermost lock: the table takes it only
 /// inside a bucket lock of this connection, and nothing is locked while it is held (see the
 /// table's lock order), so the accessors below are safe to call from anywhere.
 /// `deadline` is written only under `inner` *and* a bucket lock of this connection, so it is
 /// exact for a reader holding both bucket locks and a hint for a reader holding one.
 ///
-/// Time: every decision that reads or moves the deadline under `inner` (an update, the
-/// lookup's confirmation) reads the clock *after* taking `inner`. The lock orders these
-/// decisions and the clock never goes backwards, so each one sees a time no earlier than the
-/// one before it: a connection found expired stays expired (no packet revives it after
-/// another thread judged it expired and replaced it), and a delayed packet never sets the
-/// last use or the deadline back. A time read before the lock is only a hint.
+/// Time: a packet path reads the clock once, before it takes any lock, so its reading can be
+/// older than one another thread has already acted on. Every decision that reads or moves
+/// the deadline under `inner` (an update, an expiry check before removal, the lookup's
+/// confirmation) is made at the later of the caller's reading and the latest time a decision
+/// about this connection was made at, `seen`, which it then records. The lock orders these
+/// decisions, so their times never go backwards: a connection found expired stays expired (a
+/// delayed packet cannot revive it after another thread judged it expired and replaced it),
+/// and a delayed packet never sets the last use or the deadline back. (Reading the clock
+/// under the lock would do the same at the price of a second clock read per packet, a
+/// quarter of a hit's cost on the development VM.) Outside `inner`, a reading is a hint.
 pub struct Conn {
     original: Tuple,
     /// Buckets of the original and of the reply tuple. Immutable.
@@ -235,6 +248,7 @@ impl Conn {
             proto,
             last_used: now,
             status: Status::default(),
+            seen: now,
         };
         let snap = inner.snapshot();
         let conn = Conn {
@@ -246,9 +260,8 @@ impl Conn {
         Ok((conn, snap))
     }
 
-    /// Feeds `pkt`, travelling in `dir`, to the connection at the time `clock` tells once the
-    /// connection's lock is held (see [`Conn`]: a time read earlier could be older than that of
-    /// an update or an expiry judgment made meanwhile).
+    /// Feeds `pkt`, travelling in `dir`, to the connection at `now` — or at the latest time
+    /// a decision about it was made at, if that is later (see [`Conn`]).
     ///
     /// Preconditions: the caller holds the lock of the bucket where it found this connection's
     /// `dir` tuple (so no one can remove the connection meanwhile).
@@ -256,11 +269,11 @@ impl Conn {
         &self,
         dir: Direction,
         pkt: &Packet,
-        clock: &impl Clock,
+        now: Instant,
         config: &Config,
     ) -> Result<Updated, UpdateError> {
         let mut inner = self.inner.lock();
-        let now = clock.now();
+        let now = inner.decide_at(now);
         if self.expired_at(now) {
             return Err(UpdateError::Expired);
         }
@@ -337,11 +350,12 @@ impl Conn {
         now.as_nanos() > self.deadline.load(Ordering::Acquire)
     }
 
-    /// Whether the connection is expired now: exact, both the deadline and `clock` read under
-    /// the connection's lock.
-    pub(crate) fn expired_locked(&self, clock: &impl Clock) -> bool {
-        let _inner = self.inner.lock();
-        self.expired_at(clock.now())
+    /// Whether the connection is expired at `now` (or at the latest time a decision about it
+    /// was made at, if later), decided and recorded under the connection's lock: exact.
+    pub(crate) fn expired_locked(&self, now: Instant) -> bool {
+        let mut inner = self.inner.lock();
+        let now = inner.decide_at(now);
+        self.expired_at(now)
     }
 
     /// Whether early drop may evict this connection: not assured, or closing.

@@ -373,10 +373,10 @@ impl Pair<'_> {
 /// A connection owns two tuples, one per direction, in (possibly) two buckets:
 /// - both tuples are inserted together and removed together, each time with both bucket locks
 ///   held: no one ever sees a connection with one tuple in the table;
-/// - a lookup never returns a connection that has expired by the time it returns it;
+/// - a lookup never returns a connection that has expired by its `now`;
 /// - at most one unexpired connection exists per tuple (creation re-checks under both locks);
 /// - a connection found expired stays expired, and its last use and deadline never move back
-///   in time (each decision reads the clock under the connection's lock: see [`Conn`]);
+///   in time (decisions under the connection's lock never go back in time: see [`Conn`]);
 /// - `live` counts connections in the table, and never exceeds `max`.
 ///
 /// There is no table-wide lock: the bucket array is immutable, so nothing on a packet path
@@ -391,9 +391,6 @@ impl Pair<'_> {
 /// 2. A connection's own lock ([`Conn`]), only while holding at least one bucket lock of
 ///    that connection (or none at all); no lock is ever taken while holding it.
 ///
-/// The clock ([`Clock::now`]) is read while bucket and connection locks are held: a clock
-/// must not call back into the table.
-///
 /// # Where the seed went wrong, and what refwatch does
 ///
 /// - The seed's `reapTupleLocked`, meeting an expired tuple whose reply lives in a lower
@@ -407,8 +404,8 @@ impl Pair<'_> {
 /// - refwatch's own first version read the clock once per packet, before any lock, and
 ///   decided with that time under the locks: a delayed packet could set a connection's last
 ///   use and deadline back (and, after that, revive one that another thread had judged
-///   expired and replaced: two live connections for one flow). Decisions now read the clock
-///   under the lock that orders them.
+///   expired and replaced: two live connections for one flow). A connection now records the
+///   latest time a decision about it was made at, and no later decision goes back before it.
 pub struct ConnTable<C = MonotonicClock, S = RandomState> {
     buckets: Box<[Mutex<BucketInner>]>,
     mask: usize,
@@ -543,8 +540,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// creates it, updates its state and last use, and says what happened. This is the call
     /// a packet path makes; it takes no table-wide lock.
     pub fn track(&self, pkt: &Packet) -> Result<Tracked, TrackError> {
-        // Only a hint, for the walk: every decision about a connection reads the clock again
-        // under the connection's lock (see `Conn`), or under both its bucket locks.
+        // Read before any lock: other threads may act on later readings before this packet
+        // takes its locks, so decisions under a connection's lock never go back in time from
+        // the latest one made (see `Conn`).
         let now = self.clock.now();
         let t = *pkt.tuple();
         let (b, fp) = self.hash(&t);
@@ -556,7 +554,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let mut result = None;
             if let Some(i) = Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
                 let e = &bucket.entries[i];
-                let outcome = e.conn.update(e.dir, pkt, &self.clock, &self.config);
+                let outcome = e.conn.update(e.dir, pkt, now, &self.config);
                 match found(&e.conn, e.dir, outcome) {
                     Found::Done(r) => {
                         if r.is_err() {
@@ -583,7 +581,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         if let Some(conn) = ended {
             self.remove_if(&conn, Removal::Closed, |_| true);
         }
-        self.reap_stale(stale);
+        self.reap_stale(stale, now);
         match fast {
             Some(result) => result,
             None => self.create(pkt, b, fp, now),
@@ -610,7 +608,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let mut existing = None;
             for e in &pair.get(b).entries {
                 if e.fingerprint == fp && e.conn.tuple(e.dir) == t {
-                    let outcome = e.conn.update(e.dir, pkt, &self.clock, &self.config);
+                    let outcome = e.conn.update(e.dir, pkt, now, &self.config);
                     match found(&e.conn, e.dir, outcome) {
                         Found::Expired => {
                             stale.push(Arc::clone(&e.conn));
@@ -647,37 +645,32 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             };
             match done {
                 Some(result) => result,
-                // The new connection starts at a time read under both bucket locks and after
-                // every expiry judgment above: no later than any use of it, no earlier than
-                // the end of the connection it replaces.
-                None => {
-                    match Conn::new(pkt, [b as u32, r as u32], self.clock.now(), &self.config) {
-                        Ok((conn, snap)) => {
-                            slot.fill();
-                            let conn = Arc::new(conn);
-                            let orig = pair.get(b);
-                            orig.entries.push(Entry {
-                                conn: Arc::clone(&conn),
-                                fingerprint: fp,
-                                dir: Direction::Original,
-                            });
-                            orig.stats.created += 1;
-                            pair.get(r).entries.push(Entry {
-                                conn: Arc::clone(&conn),
-                                fingerprint: rfp,
-                                dir: Direction::Reply,
-                            });
-                            Ok(tracked(&conn, Direction::Original, snap, true))
-                        }
-                        Err(inv) => {
-                            pair.get(b).stats.invalid += 1;
-                            Err(TrackError::Invalid(inv))
-                        }
+                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
+                    Ok((conn, snap)) => {
+                        slot.fill();
+                        let conn = Arc::new(conn);
+                        let orig = pair.get(b);
+                        orig.entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: fp,
+                            dir: Direction::Original,
+                        });
+                        orig.stats.created += 1;
+                        pair.get(r).entries.push(Entry {
+                            conn: Arc::clone(&conn),
+                            fingerprint: rfp,
+                            dir: Direction::Reply,
+                        });
+                        Ok(tracked(&conn, Direction::Original, snap, true))
                     }
-                }
+                    Err(inv) => {
+                        pair.get(b).stats.invalid += 1;
+                        Err(TrackError::Invalid(inv))
+                    }
+                },
             }
         };
-        self.reap_stale(stale);
+        self.reap_stale(stale, now);
         result
     }
 
@@ -784,15 +777,15 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Removes the connections in `stale` that are expired, judged with the clock read under
-    /// both of the connection's bucket locks (a connection found expired stays expired: see
-    /// `Conn`). Returns how many it removed.
+    /// Removes the connections in `stale` that are expired at `now`, or at the latest time a
+    /// decision about them was made at (one found expired stays expired: see `Conn`). Returns
+    /// how many it removed.
     ///
     /// Preconditions: the caller holds no bucket lock.
-    fn reap_stale(&self, stale: Vec<Arc<Conn>>) -> usize {
+    fn reap_stale(&self, stale: Vec<Arc<Conn>>, now: Instant) -> usize {
         let mut removed = 0;
         for conn in stale {
-            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_at(self.clock.now())) {
+            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_locked(now)) {
                 removed += 1;
             }
         }
@@ -813,14 +806,14 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             (guard.entries.len(), stale)
         };
         let expired = stale.len();
-        self.reap_stale(stale);
+        self.reap_stale(stale, now);
         (checked, expired)
     }
 
     /// Finds the connection of `t` without touching its state, reaping expired tuples met on
-    /// the way. Never returns a connection expired by the time it returns it (the clock is
-    /// read under the connection's lock); [`peek`](ConnTable::peek) is the same without the
-    /// reaping.
+    /// the way. Never returns a connection expired by its `now` (or by a later time at which
+    /// another thread already found it expired); [`peek`](ConnTable::peek) is the same
+    /// without the reaping.
     pub fn lookup(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
         let now = self.clock.now();
         let (b, fp) = self.hash(t);
@@ -832,9 +825,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 match Self::find_locked(&guard.entries[from..], t, fp, now, &mut stale) {
                     Some(i) => {
                         let e = &guard.entries[from + i];
-                        // Confirm under the connection's lock, with the clock read under it:
-                        // the deadline and the time the walk read are only hints.
-                        if !e.conn.expired_locked(&self.clock) {
+                        // Confirm under the connection's lock: the deadline read by the walk
+                        // is only a hint while the other bucket is not locked.
+                        if !e.conn.expired_locked(now) {
                             break Some((Arc::clone(&e.conn), e.dir));
                         }
                         stale.push(Arc::clone(&e.conn));
@@ -844,22 +837,23 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 }
             }
         };
-        self.reap_stale(stale);
+        self.reap_stale(stale, now);
         found
     }
 
-    /// Finds the connection of `t`, as [`lookup`](ConnTable::lookup) does, but changes
+    /// Finds the connection of `t`, as [`lookup`](ConnTable::lookup) does, but removes
     /// nothing: expired tuples it meets stay where they are, for the reaper or a packet path
     /// to remove. For observing a table without disturbing it (diagnostics, tests of the
     /// reaper). Takes `t`'s bucket lock, then the lock of each connection that matches.
     pub fn peek(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
+        let now = self.clock.now();
         let (b, fp) = self.hash(t);
         let guard = self.buckets[b].lock();
         guard
             .entries
             .iter()
             .filter(|e| e.fingerprint == fp && e.conn.tuple(e.dir) == *t)
-            .find(|e| !e.conn.expired_locked(&self.clock))
+            .find(|e| !e.conn.expired_locked(now))
             .map(|e| (Arc::clone(&e.conn), e.dir))
     }
 

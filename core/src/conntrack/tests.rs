@@ -539,8 +539,9 @@ fn a_reaper_whose_pass_panics_fails_reap_now_and_wait_for_passes() {
     drop(ct); // joins the dead reaper without panicking
 }
 
-/// Every clock read a packet path makes can panic (a user's clock): wherever it does, the
-/// table is left consistent — no half-created connection, no slot of `live` lost.
+/// Every clock read the table makes can panic (a user's clock): wherever it does, the table
+/// is left consistent — no half-created connection, no slot of `live` lost. (Each operation
+/// reads the clock once, before it changes anything; this keeps it so.)
 #[test]
 fn a_clock_that_panics_anywhere_in_track_leaves_the_table_consistent() {
     let script = |t: &ConnTable<Arc<BreakableClock>, Fixed>, clock: &BreakableClock| {
@@ -592,7 +593,7 @@ fn a_clock_that_panics_anywhere_in_track_leaves_the_table_consistent() {
         t.audit().unwrap();
         clock.reads.load(Ordering::SeqCst)
     };
-    assert!(reads > 20, "{reads} clock reads");
+    assert!(reads >= 10, "{reads} clock reads");
     for k in 0..reads {
         let (t, clock) = make();
         clock.break_after(k);
