@@ -186,6 +186,42 @@ fn last_close_races_walk_and_rename() {
     });
 }
 
+/// The last close of `/d/f` (the dentry reaches zero, then `/d`, then nothing holds the
+/// tree but the root) races a check of the tree from another thread: whenever the filesystem
+/// lock is free, every dentry in a children map has a reference. A dentry's count drops to
+/// zero only with the filesystem lock held, in the same critical section in which it leaves
+/// the tree (dropping it first and locking only to destroy, mutant
+/// `kernfs_dec_ref_outside_the_tree_lock`, leaves a dentry at zero in the tree for a moment;
+/// any walk that took a reference on it then would panic in the counter, so this model's
+/// other thread only looks). Two small actors: unbounded.
+#[test]
+fn last_close_races_a_check_of_the_tree() {
+    loom_model("last_close_races_a_check_of_the_tree", None, || {
+        let tree = static_tree();
+        let file = tree.fs.open("/d/f").unwrap();
+        let checker = {
+            let fs = Arc::clone(&tree.fs);
+            thread::spawn(move || {
+                let in_tree = fs.check_tree().expect("no dentry at zero in the tree");
+                // Root, d and f; root and d (f gone, its reference on d not yet
+                // dropped); or the root alone.
+                assert!((1..=3).contains(&in_tree), "{in_tree} dentries in the tree");
+            })
+        };
+        drop(file);
+        checker.join().unwrap();
+        check_quiescent(
+            &tree,
+            Expect {
+                dentries: 1,
+                cached: 0,
+                inodes: 4, // root, d, f, g
+            },
+        );
+        release(tree);
+    });
+}
+
 /// A walker looks up a transient name in a dynamic directory — its lookup dentries go on the
 /// deferred list under the filesystem lock — while the main thread opens another, reads it
 /// and closes it, processing the deferred list. Lookup dentries live only for their
