@@ -273,13 +273,23 @@ fn leak_mode_change_keeps_the_registry_consistent() {
             let root = inodes.dir();
             root.add_child("d", inodes.dir()).unwrap();
             let tree = mount(registry, inodes, root, 4);
+            // Turns checking off, then reads the registry while kernfs may still be
+            // registering (without that read, nothing here would race with the main thread
+            // but the mode, which the fixed code reads only before the spawn, and loom would
+            // have one interleaving to explore).
             let toggler = {
                 let registry = Arc::clone(&tree.registry);
-                thread::spawn(move || registry.set_mode(LeakMode::Off))
+                thread::spawn(move || {
+                    registry.set_mode(LeakMode::Off);
+                    registry.live_count()
+                })
             };
             tree.fs.create("/d/x").unwrap();
             assert_eq!(tree.fs.stat("/d/x").unwrap().kind, Kind::File);
-            toggler.join().unwrap();
+            let seen = toggler.join().unwrap();
+            // Before the spawn: the root's dentry and inode, d's inode. Then the create
+            // registers x's inode, d's dentry and x's dentry.
+            assert!((3..=6).contains(&seen), "{seen} registered");
             let live = tree.fs.stats().live_dentries + tree.inodes.live();
             let registered = tree.registry.live_count();
             if registered != live {
