@@ -10,10 +10,11 @@
 //! (`unregistered but not registered`) or in `Refs` (`dec_ref on an object with no
 //! references`).
 //!
-//! Every operation takes dozens of lock and atomic steps, so even two actors are beyond
-//! exhaustive search (unbounded runs did not finish in 5 minutes): each model runs with a
-//! preemption bound, chosen so that the model takes seconds and each of its mutants in
-//! `models/mutants/` is still found (the depth each needs is in the mutant's header).
+//! Every operation takes dozens of lock and atomic steps, so two actors that each run a few
+//! operations are beyond exhaustive search (unbounded runs did not finish in 5 minutes):
+//! those models run with a preemption bound, chosen so that the model takes seconds and each
+//! of its mutants in `models/mutants/` is still found with room to spare (the deepest needs
+//! 2). The two models whose second actor does one or two small things run unbounded.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p refwatch-models --release --test loom_kernfs`
 #![cfg(loom)]
@@ -186,6 +187,42 @@ fn last_close_races_walk_and_rename() {
     });
 }
 
+/// The last close of `/d/f` (the dentry reaches zero, then `/d`, then nothing holds the
+/// tree but the root) races a check of the tree from another thread: whenever the filesystem
+/// lock is free, every dentry in a children map has a reference. A dentry's count drops to
+/// zero only with the filesystem lock held, in the same critical section in which it leaves
+/// the tree (dropping it first and locking only to destroy, mutant
+/// `kernfs_dec_ref_outside_the_tree_lock`, leaves a dentry at zero in the tree for a moment;
+/// any walk that took a reference on it then would panic in the counter, so this model's
+/// other thread only looks). Two small actors: unbounded.
+#[test]
+fn last_close_races_a_check_of_the_tree() {
+    loom_model("last_close_races_a_check_of_the_tree", None, || {
+        let tree = static_tree();
+        let file = tree.fs.open("/d/f").unwrap();
+        let checker = {
+            let fs = Arc::clone(&tree.fs);
+            thread::spawn(move || {
+                let in_tree = fs.check_tree().expect("no dentry at zero in the tree");
+                // Root, d and f; root and d (f gone, its reference on d not yet
+                // dropped); or the root alone.
+                assert!((1..=3).contains(&in_tree), "{in_tree} dentries in the tree");
+            })
+        };
+        drop(file);
+        checker.join().unwrap();
+        check_quiescent(
+            &tree,
+            Expect {
+                dentries: 1,
+                cached: 0,
+                inodes: 4, // root, d, f, g
+            },
+        );
+        release(tree);
+    });
+}
+
 /// A walker looks up a transient name in a dynamic directory — its lookup dentries go on the
 /// deferred list under the filesystem lock — while the main thread opens another, reads it
 /// and closes it, processing the deferred list. Lookup dentries live only for their
@@ -226,24 +263,35 @@ fn dynamic_lookups_are_dropped_after_the_operation() {
 /// and inodes; after it, nothing. (Re-reading the mode at registration, mutant
 /// `kernfs_register_rereads_mode`, leaves the new file unregistered, and its destruction
 /// would panic in the registry with the filesystem lock held; the cache keeps the new
-/// dentries alive, so the model sees the missing registrations first.) Two actors, bound 4.
+/// dentries alive, so the model sees the missing registrations first.) The other thread does
+/// two things, so the model is small enough to run unbounded.
 #[test]
 fn leak_mode_change_keeps_the_registry_consistent() {
     loom_model(
         "leak_mode_change_keeps_the_registry_consistent",
-        BOUND_TWO_ACTORS,
+        None,
         || {
             let (registry, inodes) = checked_inodes();
             let root = inodes.dir();
             root.add_child("d", inodes.dir()).unwrap();
             let tree = mount(registry, inodes, root, 4);
+            // Turns checking off, then reads the registry while kernfs may still be
+            // registering (without that read, nothing here would race with the main thread
+            // but the mode, which the fixed code reads only before the spawn, and loom would
+            // have one interleaving to explore).
             let toggler = {
                 let registry = Arc::clone(&tree.registry);
-                thread::spawn(move || registry.set_mode(LeakMode::Off))
+                thread::spawn(move || {
+                    registry.set_mode(LeakMode::Off);
+                    registry.live_count()
+                })
             };
             tree.fs.create("/d/x").unwrap();
             assert_eq!(tree.fs.stat("/d/x").unwrap().kind, Kind::File);
-            toggler.join().unwrap();
+            let seen = toggler.join().unwrap();
+            // Before the spawn: the root's dentry and inode, d's inode. Then the create
+            // registers x's inode, d's dentry and x's dentry.
+            assert!((3..=6).contains(&seen), "{seen} registered");
             let live = tree.fs.stats().live_dentries + tree.inodes.live();
             let registered = tree.registry.live_count();
             if registered != live {

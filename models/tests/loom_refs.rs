@@ -360,16 +360,16 @@ fn handle_reference_is_tracked_until_dropped<C: RefCounter + 'static>(name: &str
         let strong: Counted<u64, C> = Counted::builder(7).registry(&registry).build();
         let weak = Counted::downgrade(&strong);
         let user = thread::spawn(move || {
-            let h = weak.upgrade()?;
-            let clone = h.clone();
+            // The handles are dropped only explicitly: if loom fails the model while one
+            // lives, unwinding must not drop it (with the object destroyed under it, its
+            // `dec_ref` would panic during unwinding and abort the run).
+            let h = ManuallyDrop::new(weak.upgrade()?);
+            let clone = ManuallyDrop::new(Counted::clone(&h));
             let value: &u64 = &clone;
             let read = *value;
-            drop(h);
+            drop(ManuallyDrop::into_inner(h));
             assert_eq!(read, *value);
-            // Handed over undropped: if loom fails the model while the main thread holds
-            // it, unwinding must not drop it (with the object destroyed under it, its
-            // `dec_ref` would panic during unwinding and abort the run).
-            Some(ManuallyDrop::new(clone))
+            Some(clone)
         });
         drop(strong);
         let clone = user.join().unwrap();

@@ -46,8 +46,12 @@ fn many_holders_try_and_drop<C: RefCounter + 'static>(name: &str) {
                             );
                             if round % 2 == 0 {
                                 obj.inc();
+                                assert_eq!(obj.destructions(), 0, "destroyed while referenced");
                                 obj.dec();
                             }
+                            // Checked before the `dec_ref`: were the object destroyed under
+                            // this reference, the `dec_ref` would fail in the counter's own
+                            // misuse check first.
                             assert_eq!(obj.destructions(), 0, "destroyed while referenced");
                             obj.dec();
                         }
