@@ -28,6 +28,8 @@ mod cli;
 mod depth;
 mod environment;
 mod exec;
+#[cfg(test)]
+mod fixtures;
 mod models;
 mod mutants;
 mod oracle;

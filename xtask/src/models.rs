@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::checker::{Build, Checker, MODELS_DIR};
+use crate::checker::{Build, Checker, Purpose, MODELS_DIR};
 use crate::cli::Options;
 use crate::exec::{self, Logged};
 use crate::verdict::{classify, Exit, Reason};
@@ -199,7 +199,7 @@ pub fn run_all(
     };
     eprintln!("verify: {checker}: building {}", files.join(", "));
     let target_dir = root.join("target").join(checker.name());
-    let build = Build::compile(checker, root, &target_dir, &files, true)?;
+    let build = Build::compile(checker, root, &target_dir, &files, Purpose::Baseline)?;
 
     let mut results = Vec::new();
     for file in &files {

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use std::time::Instant;
 
-use crate::checker::{Build, Checker};
+use crate::checker::{Build, Checker, Purpose};
 use crate::cli::Options;
 use crate::depth::{self, Depth, Schedule};
 use crate::models::{Bound, ModelResult};
@@ -380,6 +380,7 @@ impl Scratch {
         baselines: &[ModelResult],
     ) -> Result<Vec<MutantResult>> {
         let name = header.name.as_str();
+        self.clear_logs(name)?;
         self.sync()?;
         if let Err(e) = self.apply(patch)? {
             eprintln!("verify: mutant {name}: ERROR: the patch does not apply");
@@ -405,17 +406,18 @@ impl Scratch {
             files.dedup();
             let target_dir = self.base.join(format!("target-{checker}"));
             let start = Instant::now();
-            let build = match Build::compile(checker, &self.dir, &target_dir, &files, false) {
-                Ok(build) => build,
-                Err(e) => {
-                    eprintln!("verify: mutant {name}: ERROR: does not build for {checker}");
-                    let e = e.to_string();
-                    results.extend(mine.iter().map(|m| {
-                        MutantResult::error(name, m.model(), Reason::BuildFailure(e.clone()))
-                    }));
-                    continue;
-                }
-            };
+            let build =
+                match Build::compile(checker, &self.dir, &target_dir, &files, Purpose::Mutant) {
+                    Ok(build) => build,
+                    Err(e) => {
+                        eprintln!("verify: mutant {name}: ERROR: does not build for {checker}");
+                        let e = e.to_string();
+                        results.extend(mine.iter().map(|m| {
+                            MutantResult::error(name, m.model(), Reason::BuildFailure(e.clone()))
+                        }));
+                        continue;
+                    }
+                };
             eprintln!(
                 "verify: mutant {name}: built for {checker} ({:.1} s)",
                 start.elapsed().as_secs_f64()
@@ -515,16 +517,36 @@ impl Scratch {
         Ok(result)
     }
 
+    /// Removes the logs an earlier verify left for mutant `name`, so that none is mistaken
+    /// for this run's.
+    fn clear_logs(&self, name: &str) -> Result<()> {
+        let dir = self.logs_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let prefix = format!("{name}--");
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn logs_dir(&self) -> PathBuf {
+        self.source
+            .join("target")
+            .join("verify-logs")
+            .join("mutants")
+    }
+
     /// `target/verify-logs/mutants/<name>--<file>--<test>.log`: the output of one model run on
     /// the mutant (the depth search's runs go next to it, with a suffix).
     fn log_path(&self, name: &str, model: &ModelRef) -> PathBuf {
-        let logs = self
-            .source
-            .join("target")
-            .join("verify-logs")
-            .join("mutants");
         let test = model.test.replace("::", "--");
-        logs.join(format!("{name}--{}--{test}.log", model.file))
+        self.logs_dir()
+            .join(format!("{name}--{}--{test}.log", model.file))
     }
 
     /// Makes the scratch directory hold exactly the workspace's files, with their content.
@@ -723,6 +745,37 @@ diff --git a/core/src/refs.rs b/core/src/refs.rs
         );
         assert!(parse_header(&PATCH.replace("Why:", "Expect: assertion\nWhy:")).is_err());
         assert_eq!(parse_header(PATCH).unwrap().expect, None);
+    }
+
+    /// The deliberately wrong mutant in models/mutants/ (it panics in production code, not in
+    /// any model) is reported as not killed, reason "production panic", on both checkers'
+    /// real output; with its `Expect:` line that is the row holding, without it a failure.
+    #[test]
+    fn the_control_mutant_is_not_killed_but_a_production_panic() {
+        use crate::fixtures::{LOOM_CONTROL, SHUTTLE_CONTROL};
+
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/mutants/control_dec_ref_always_panics.patch");
+        let text = fs::read_to_string(&path).expect("the control patch is in models/mutants/");
+        let header = parse_header(&text).unwrap();
+        assert_eq!(header.expect.as_deref(), Some("production panic"));
+        assert!(text.contains("+++ b/core/src/refs.rs") && text.contains("+        panic!("));
+        let logs = [
+            (LOOM_CONTROL, Exit::Signal(6)),
+            (SHUTTLE_CONTROL, Exit::Code(101)),
+        ];
+        assert_eq!(header.models.len(), logs.len());
+        for (model, (log, exit)) in header.models.iter().zip(logs) {
+            let mut row = MutantResult::error(&header.name, model.model(), Reason::Ignored);
+            row.reason = classify(log, exit, &[]);
+            row.baseline = Some(Reason::Passed);
+            row.expect = header.expect.clone();
+            assert_eq!(row.reason.label(), "production panic");
+            assert_eq!(row.verdict(), Verdict::AsExpected);
+            row.expect = None;
+            assert_eq!(row.verdict(), Verdict::NotKilled, "not a kill");
+            assert!(!row.verdict().good());
+        }
     }
 
     #[test]

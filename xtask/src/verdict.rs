@@ -401,130 +401,16 @@ fn signal_name(signal: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::*;
+
+    fn site(reason: &Reason) -> &Site {
+        reason.site().expect("a panic")
+    }
 
     const ROOT: &str = "/work/wt/target/mutants/work";
 
     fn run(output: &str, exit: Exit) -> Reason {
         classify(output, exit, &[Path::new(ROOT)])
-    }
-
-    /// loom deadlock (mutant conntrack_lock_pair_unordered): the deadlock, then loom's
-    /// bookkeeping panics while unwinding, then the abort.
-    const LOOM_DEADLOCK: &str = "\
-running 1 test
-test insert_races_insert_of_the_reverse_flow ... 
-thread 'insert_races_insert_of_the_reverse_flow' (30469) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/execution.rs:215:13:
-deadlock; threads = [(Id(0), Blocked(Location(None))), (Id(1), Blocked(Location(None)))]
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-
-thread 'insert_races_insert_of_the_reverse_flow' (30469) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/thread.rs:276:39:
-called `Option::unwrap()` on a `None` value
-stack backtrace:
-  39:     0x559c7838991b - loom_conntrack::insert_races_insert_of_the_reverse_flow::{{closure}}::{{closure}}::h72b5a3595bea2375
-                               at /work/wt/target/mutants/work/models/tests/loom_conntrack.rs:179:70
-
-thread 'insert_races_insert_of_the_reverse_flow' (30469) panicked at /rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/panicking.rs:233:5:
-panic in a destructor during cleanup
-thread caused non-unwinding panic. aborting.
-";
-
-    /// shuttle deadlock (mutant conntrack_lock_pair_unordered).
-    const SHUTTLE_DEADLOCK: &str = "\
-test syn_flood_under_contention_respects_max_and_spares_established ... syn_flood: shuttle seed 6840158756811819774
-failing schedule:
-\"
-9103ba06d0f7cde5c491979e3c00404444444444444444444444444444444444444444444444
-4444444444444400
-\"
-pass that string to `shuttle::replay` to replay the failure
-Test deadlocked, and SHUTTLE_CAPTURE_BACKTRACE is not set.
-Task failed, serializing schedule
-test panicked in task '<unknown>'
-
-thread 'syn_flood_under_contention_respects_max_and_spares_established' (31719) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/shuttle-engine-0.1.8/src/runtime/execution.rs:217:50:
-deadlock! blocked tasks: [main-thread (task main-thread(0)), <unknown> (task main-thread(1))]
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-FAILED
-";
-
-    /// shuttle's self-deadlock on a RwLock (mutant kernfs_parent_decref_under_child_locks).
-    const SHUTTLE_RWLOCK_SELF_DEADLOCK: &str = "\
-pass that string to `shuttle::replay` to replay the failure
-thread 'random_walkers_on_a_deep_tree' (2912) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/shuttle-std-0.1.5/src/sync/rwlock.rs:206:9:
-deadlock! task main-thread(0) tried to acquire a RwLock it already holds
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-Task failed, serializing schedule
-thread 'random_walkers_on_a_deep_tree' (2912) panicked at /rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/panicking.rs:233:5:
-panic in a destructor during cleanup
-thread caused non-unwinding panic. aborting.
-";
-
-    /// A model's assertion (mutant conntrack_lookup_returns_expired).
-    const LOOM_ASSERTION: &str = "\
-test same_flow_racing_over_an_expired_conn_yields_one_fresh_conn ... 
-thread 'same_flow_racing_over_an_expired_conn_yields_one_fresh_conn' (31996) panicked at models/tests/loom_conntrack.rs:151:13:
-the expired connection came back
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-FAILED
-";
-
-    /// A multi-line `assert_eq!` in a model (mutant kernfs_dentry_stays_in_parent_at_zero).
-    const LOOM_ASSERT_EQ: &str = "\
-thread 'last_close_races_walk_and_rename' (1513) panicked at models/tests/loom_kernfs.rs:105:5:
-assertion `left == right` failed: only the root is left in the tree
-  left: Err(\"\\\"d\\\" does not point back at its parent\")
- right: Ok(1)
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-";
-
-    /// refwatch's own misuse check fires inside a shuttle model (mutant
-    /// kernfs_dentry_stays_in_parent_at_zero on shuttle_kernfs).
-    const SHUTTLE_PRODUCTION_PANIC: &str = "\
-pass that string to `shuttle::replay` to replay the failure
-thread 'random_walkers_on_a_deep_tree' (1359) panicked at core/src/refs.rs:252:18:
-refwatch::kernfs::dentry::Dentry: inc_ref on an object with no references (count 0x8000000000000000): use try_inc_ref to revive
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-failing schedule:
-";
-
-    /// A deliberately wrong mutant: `Refs::dec_ref` panics unconditionally. A spawned loom
-    /// thread panics in production code; the model's `join().unwrap()` then panics in the
-    /// model, which must not turn the verdict into a kill.
-    const PRODUCTION_PANIC_THEN_MODEL_UNWRAP: &str = "\
-test try_inc_races_last_dec_refs ... 
-thread 'try_inc_races_last_dec_refs' (4242) panicked at core/src/refs.rs:257:9:
-deliberately wrong mutant: dec_ref always panics
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-
-thread 'try_inc_races_last_dec_refs' (4242) panicked at models/tests/loom_refs.rs:50:22:
-called `Result::unwrap()` on an `Err` value: Any { .. }
-FAILED
-";
-
-    const LOOM_CAUSALITY: &str = "\
-thread 'dec_publishes_writes_to_destructor_refs' (77) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/location.rs:115:5:
-Causality violation: Concurrent read and write accesses.
-";
-
-    const LOOM_LEAK: &str = "\
-thread 'two_try_inc_race_last_dec_refs' (88) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/alloc.rs:91:17:
-Allocation leaked.
-  Index: 0
-";
-
-    const LOOM_BRANCHES: &str = "\
-thread 'big_model' (99) panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/path.rs:111:9:
-Model exceeded maximum number of branches. This is often caused by an algorithm requiring the processor to make progress, e.g. spin locks.
-";
-
-    const PASSED: &str = "\
-running 1 test
-test two_try_inc_race_last_dec_refs ... REFWATCH-MODEL checker=loom name=two_try_inc_race_last_dec_refs bound=none iterations=12399 seconds=1.100
-ok
-";
-
-    fn site(reason: &Reason) -> &Site {
-        reason.site().expect("a panic")
     }
 
     #[test]
@@ -572,6 +458,22 @@ ok
         assert_eq!(r.label(), "production panic");
         assert!(!r.is_kill() && !r.is_pass());
         assert_eq!(site(&r).location, "core/src/refs.rs:252:18");
+    }
+
+    #[test]
+    fn a_deliberately_wrong_mutant_is_a_production_panic_not_a_kill() {
+        for (log, exit) in [
+            (LOOM_CONTROL, Exit::Signal(6)),
+            (SHUTTLE_CONTROL, Exit::Code(101)),
+        ] {
+            let r = run(log, exit);
+            assert_eq!(r.label(), "production panic", "{log}");
+            assert!(!r.is_kill());
+            assert_eq!(
+                r.detail(),
+                "core/src/refs.rs:257:9: control mutant: Refs::dec_ref always panics"
+            );
+        }
     }
 
     #[test]
