@@ -149,7 +149,14 @@ impl Report {
             if let Some(log) = &m.log {
                 let _ = writeln!(out, "full output: {}", log.display());
             }
-            let _ = writeln!(out, "rerun: {}", m.checker.rerun_command(&m.file, &m.name));
+            if m.reason == Reason::Ignored {
+                let _ = writeln!(
+                    out,
+                    "an #[ignore]d model checks nothing: remove the attribute or the model"
+                );
+            } else {
+                let _ = writeln!(out, "rerun: {}", m.checker.rerun_command(&m.file, &m.name));
+            }
         }
         for m in self.mutants.iter().filter(|m| !m.verdict().good()) {
             let _ = writeln!(
