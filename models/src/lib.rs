@@ -17,6 +17,7 @@
 //! verify's harness, see [`harness`]). Verify never counts such a line as a model passing.
 #![cfg_attr(not(any(loom, shuttle)), allow(unused_imports))]
 
+mod failure;
 pub mod harness;
 pub mod probe;
 pub mod sequential;
@@ -92,7 +93,8 @@ pub const DEFAULT_SHUTTLE_SEED: u64 = 0x5eed_2026_0b0b_cafe;
 
 /// The marker of the line a shuttle model prints when one of its schedules fails:
 /// `REFWATCH-SHUTTLE-FAILURE name=… scheduler=pct|random|sequential|replay schedule=N`, `N`
-/// counting from 1 within that scheduler's run.
+/// counting from 1 within that scheduler's run. Printed on the first panic, before shuttle
+/// prints the failing schedule.
 pub const SHUTTLE_FAILURE_MARKER: &str = "REFWATCH-SHUTTLE-FAILURE";
 
 /// Runs `f` under shuttle's PCT scheduler for `iterations` schedules of bug depth `depth`,
@@ -119,6 +121,12 @@ where
     let sequential = std::env::var_os(harness::SHUTTLE_SEQUENTIAL_VAR).is_some();
     let replay = std::env::var_os(harness::SHUTTLE_REPLAY_VAR);
     eprintln!("{name}: shuttle seed {seed}");
+    // Tells verify that the harness mode took effect, even if the run then aborts.
+    if replay.is_some() {
+        println!("REFWATCH-OVERRIDE name={name} mode=replay");
+    } else if sequential {
+        println!("REFWATCH-OVERRIDE name={name} mode=sequential");
+    }
     let f = Arc::new(f);
     let count = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -129,16 +137,11 @@ where
             f()
         }
     };
-    // Runs one scheduler; if a schedule fails, says which before passing the panic on.
-    let run = |scheduler: &str, go: Box<dyn FnOnce() + '_>| {
-        let before = count.load(Ordering::Relaxed);
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(go)) {
-            let schedule = count.load(Ordering::Relaxed) - before;
-            eprintln!(
-                "{SHUTTLE_FAILURE_MARKER} name={name} scheduler={scheduler} schedule={schedule}"
-            );
-            std::panic::resume_unwind(panic);
-        }
+    // Runs one scheduler, its first failing schedule reported by the panic hook.
+    let run = |scheduler: &'static str, go: Box<dyn FnOnce() + '_>| {
+        failure::track(name, scheduler, &count);
+        go();
+        failure::untrack();
     };
     let mode = if let Some(path) = replay {
         let scheduler = ReplayScheduler::new_from_file(&path).unwrap_or_else(|e| {

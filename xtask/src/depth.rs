@@ -187,7 +187,7 @@ pub fn loom(
             return Ok(Depth::Preemptions(k));
         }
         let (reason, output) = runner.run(&format!("bound-{k}"), &[(BOUND_VAR, k.to_string())])?;
-        if overridden_bound(&output) != Some(k.to_string()) {
+        if override_field(&output, "bound") != Some(k.to_string()) {
             return Ok(Depth::Unknown(format!(
                 "the model did not confirm {BOUND_VAR}={k} (does it run through loom_model?)"
             )));
@@ -245,8 +245,7 @@ pub fn shuttle(
     };
 
     let (reason, output) = runner.run("sequential", &[(SEQUENTIAL_VAR, "1".into())])?;
-    let confirmed = output.contains("scheduler=sequential") || output.contains("mode=sequential");
-    let depth = if !confirmed {
+    let depth = if override_field(&output, "mode").as_deref() != Some("sequential") {
         Depth::Unknown(format!(
             "the model did not confirm {SEQUENTIAL_VAR} (does it run through shuttle_pct?)"
         ))
@@ -266,14 +265,15 @@ fn same_failure(replay: &Reason, kill: &Reason) -> bool {
     replay.is_kill() && replay.label() == kill.label() && at(replay) == at(kill)
 }
 
-/// The bound a loom model confirmed it ran with under [`BOUND_VAR`].
-fn overridden_bound(output: &str) -> Option<String> {
+/// A field of the `REFWATCH-OVERRIDE` line a model prints when it starts under a harness
+/// variable: `bound` (loom, [`BOUND_VAR`]) or `mode` (shuttle, `sequential` or `replay`).
+fn override_field(output: &str, key: &str) -> Option<String> {
     let line = output.lines().find_map(|l| {
         l.find(OVERRIDE_MARKER)
             .map(|i| &l[i + OVERRIDE_MARKER.len()..])
     })?;
     line.split_whitespace()
-        .find_map(|f| f.strip_prefix("bound="))
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
         .map(str::to_string)
 }
 
@@ -293,24 +293,34 @@ pub fn failure_line(output: &str) -> Option<(String, u64)> {
     ))
 }
 
-/// The first schedule shuttle printed: the lines between `failing schedule:` + `"` and the
-/// closing `"`, joined (shuttle wraps the string across lines).
+/// The last schedule shuttle printed: the lines between `failing schedule:` + `"` and the
+/// closing `"`, joined (shuttle wraps the string across lines). shuttle may print the failing
+/// execution's schedule twice: from its panic hook, as the task panics, and once the
+/// execution has stopped; only the later, complete one replays.
 pub fn failing_schedule(output: &str) -> Option<String> {
-    let mut lines = output
-        .lines()
-        .skip_while(|l| l.trim() != "failing schedule:");
-    lines.next()?;
-    if lines.next()?.trim() != "\"" {
-        return None;
-    }
-    let mut encoded = String::new();
-    for line in lines {
-        if line.trim() == "\"" {
-            return (!encoded.is_empty()).then_some(encoded);
+    let mut last = None;
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "failing schedule:" {
+            continue;
         }
-        encoded.push_str(line.trim());
+        if lines.next().map(str::trim) != Some("\"") {
+            continue;
+        }
+        let mut encoded = String::new();
+        let mut closed = false;
+        for line in lines.by_ref() {
+            if line.trim() == "\"" {
+                closed = true;
+                break;
+            }
+            encoded.push_str(line.trim());
+        }
+        if closed && !encoded.is_empty() {
+            last = Some(encoded);
+        }
     }
-    None
+    last
 }
 
 #[cfg(test)]
@@ -349,6 +359,17 @@ FAILED
         );
         assert!(!same_failure(&elsewhere, &kill));
         assert_eq!(failing_schedule("no schedule here\n"), None);
+        let twice = format!("{SHUTTLE_KILL}failing schedule:\n\"\n9103e7\n00\n\"\n");
+        assert_eq!(
+            failing_schedule(&twice).as_deref(),
+            Some("9103e700"),
+            "the last one"
+        );
+        let empty_last = format!("{SHUTTLE_KILL}failing schedule:\n\"\n\"\n");
+        assert!(
+            failing_schedule(&empty_last).is_some(),
+            "an empty one is no schedule"
+        );
         assert_eq!(
             failing_schedule("failing schedule:\n\"\nabc\n"),
             None,
@@ -363,8 +384,11 @@ FAILED
     #[test]
     fn reads_the_confirmed_bound() {
         let out = "running 1 test\ntest x ... REFWATCH-OVERRIDE name=x bound=2\n";
-        assert_eq!(overridden_bound(out).as_deref(), Some("2"));
-        assert_eq!(overridden_bound("REFWATCH-MODEL bound=2\n"), None);
+        assert_eq!(override_field(out, "bound").as_deref(), Some("2"));
+        assert_eq!(override_field("REFWATCH-MODEL bound=2\n", "bound"), None);
+        let out = "test x ... x: shuttle seed 1\nREFWATCH-OVERRIDE name=x mode=sequential\n";
+        assert_eq!(override_field(out, "mode").as_deref(), Some("sequential"));
+        assert_eq!(override_field(out, "bound"), None);
     }
 
     #[test]
