@@ -219,6 +219,11 @@ const CHECKER_CRATES: [&str; 2] = ["loom-", "shuttle"];
 /// Messages of loom's and shuttle's own verdicts, by the start of the panic message.
 const DEADLOCK: [&str; 2] = ["deadlock; threads =", "deadlock!"];
 const CAUSALITY: &str = "Causality violation";
+/// loom's `UnsafeCell` tracking: an access opened while another thread's conflicting access
+/// to the same cell is still open (a `with_mut` during a `with`: a data race on the cell, as
+/// a use-after-free through an escaped reference shows up). Classed with causality
+/// violations: loom itself detected that the accesses overlap.
+const CELL_ACCESS: [&str; 2] = ["currently reading from cell", "currently writing to cell"];
 const LEAKED: [&str; 3] = ["Arc leaked", "Allocation leaked", "Messages leaked"];
 const LIMITS: [&str; 3] = [
     "Model exceeded maximum number of branches",
@@ -304,7 +309,7 @@ fn classify_panic(site: Site) -> Reason {
     }
     if starts(&DEADLOCK) {
         Reason::Deadlock(site)
-    } else if site.message.starts_with(CAUSALITY) {
+    } else if site.message.starts_with(CAUSALITY) || starts(&CELL_ACCESS) {
         Reason::CausalityViolation(site)
     } else if starts(&LEAKED) {
         Reason::Leak(site)
@@ -431,6 +436,21 @@ mod tests {
             assert_eq!(r.label(), "deadlock", "{log}");
             assert!(r.is_kill());
         }
+    }
+
+    #[test]
+    fn loom_cell_access_overlaps_are_kills() {
+        // From `handle_clone_without_inc_ref`: a clone that took no reference lets the last
+        // holder free the payload while the clone still reads it.
+        let log = "running 1 test\n\
+            thread 'handle_reference_is_tracked_until_dropped_refs' (77) panicked at \
+            /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/loom-0.7.3/src/rt/cell.rs:75:13:\n\
+            currently reading from cell\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        let r = run(log, Exit::Code(101));
+        assert_eq!(r.label(), "causality violation", "{r:?}");
+        assert!(r.is_kill());
+        assert_eq!(site(&r).message, "currently reading from cell");
     }
 
     #[test]
