@@ -95,9 +95,7 @@ impl Inodes {
         Inodes::with_registry(&Registry::global())
     }
 
-    /// Inodes that register with `registry` (when its mode is not off). The mode is read
-    /// once, here: if checking is on, every inode made by these `Inodes` (and their clones)
-    /// registers, and unregisters when destroyed, even after checking is turned off.
+    /// Inodes that register with `registry` (when its mode is not off).
     pub fn with_registry(registry: &Arc<Registry>) -> Self {
         Inodes {
             registry: registry.enabled().then(|| Arc::clone(registry)),
@@ -395,9 +393,7 @@ impl InodeRef {
         let base = inode.base();
         base.owner.live.fetch_add(1, Ordering::Relaxed);
         if let Some(registry) = &base.owner.registry {
-            // Whatever the mode is now: `Inodes` read it once, and the inode unregisters on
-            // that reading when it is destroyed.
-            registry.register_always(RegisteredInode {
+            registry.register(RegisteredInode {
                 inode: Arc::clone(&inode),
                 type_name: type_name::<I>(),
             });
