@@ -15,7 +15,8 @@
 //! Run: `cargo bench -p refwatch-benches --bench kernfs -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use refwatch::kernfs::{Error, Filesystem, InodeRef, Inodes, Kind, Options, RegularFile};
+use refwatch::kernfs::testing::Proc;
+use refwatch::kernfs::{Filesystem, Inodes, Options};
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs};
 use refwatch::sync::{Arc, Mutex, RwLock};
@@ -54,23 +55,11 @@ fn walk_16_deep(c: &mut Criterion) {
 }
 
 fn dynamic_fs(cache_capacity: usize) -> Filesystem {
-    let inodes = inodes();
-    let root = inodes.dir();
-    let files = inodes.clone();
-    root.add_child(
-        "proc",
-        inodes.dynamic_dir(
-            move |name| {
-                name.parse::<u32>().map_err(|_| Error::NotFound)?;
-                Ok(InodeRef::new(RegularFile::new(
-                    files.base(Kind::File, 0o444),
-                    Vec::new(),
-                )))
-            },
-            |_| {},
-        ),
-    )
-    .unwrap();
+    // Every name's dentry is kept: the cache decides what lives.
+    let root = Proc::new()
+        .keep(|_| true)
+        .contents(|_| Vec::new())
+        .mount(&inodes());
     Filesystem::with_options(root, options(cache_capacity)).unwrap()
 }
 

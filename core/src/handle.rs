@@ -28,7 +28,7 @@
 
 use crate::leak::{self, CheckedObject, RefEvent, Registry};
 use crate::refs::{RefCounter, Refs};
-use crate::sync::{Arc, UnsafeCell};
+use crate::sync::{Arc, Reading, UnsafeCell};
 use std::any::type_name;
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -41,11 +41,14 @@ struct Payload<T> {
     on_destroy: Option<OnDestroy<T>>,
 }
 
+type PayloadCell<T> = UnsafeCell<ManuallyDrop<Payload<T>>>;
+
 /// The allocation shared by every handle of one object.
 struct Inner<T, C> {
     refs: C,
-    /// Written once, by `destroy`; read through `Counted::deref` only while a reference is held.
-    payload: UnsafeCell<ManuallyDrop<Payload<T>>>,
+    /// Written once, by `destroy`; read through `Counted::deref` only while a reference is
+    /// held. Every `Counted` holds a [`Reading`] of it for as long as it lives.
+    payload: PayloadCell<T>,
     /// Where the object registered, if leak checking was on when it was made. Decided by one
     /// reading of the mode: the seed re-reads it at unregistration, so a mode change in
     /// between loses or double-removes the entry (mutant `registry_mode_reread`).
@@ -75,9 +78,10 @@ impl<T, C: RefCounter> Inner<T, C> {
         }
         // SAFETY: the counter's claim succeeded exactly once (that is the invariant the loom
         // models check), and it succeeds only when no reference is held, so no `&T` handed out
-        // by `Counted::deref` is alive and no other call can reach the payload again: this is
-        // the only access and the last one. The allocation is freed only when the last `Arc`
-        // goes, and `Drop for Inner` does not touch the payload.
+        // by `Counted::deref` is alive (under loom, no handle's `Reading` is) and no other call
+        // can reach the payload again: this is the only access and the last one. The
+        // allocation is freed only when the last `Arc` goes, and `Drop for Inner` does not
+        // touch the payload.
         let payload = self
             .payload
             .with_mut(|p| unsafe { ManuallyDrop::take(&mut *p) });
@@ -120,6 +124,20 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> CheckedObject for Regist
 /// `C` is the counter ([`Refs`] by default, or [`StickyRefs`](crate::refs::StickyRefs)).
 pub struct Counted<T, C: RefCounter = Refs<T>> {
     inner: Arc<Inner<T, C>>,
+    /// The shared access to the payload that this handle's reference allows, from the
+    /// moment the reference is taken until just before it is dropped. A `&T` from `deref`
+    /// borrows the handle, so it lives no longer than this: under loom, the destructor's
+    /// write while any handle lives fails the model, so loom checks every use of the value
+    /// and not only the moment of `deref`. Zero-sized outside loom.
+    reading: Reading<ManuallyDrop<Payload<T>>>,
+}
+
+impl<T, C: RefCounter> Counted<T, C> {
+    /// A handle on `inner`, whose reference the caller has just taken.
+    fn from_reference(inner: Arc<Inner<T, C>>) -> Self {
+        let reading = inner.payload.reading();
+        Counted { inner, reading }
+    }
 }
 
 /// A handle that keeps the allocation but not the object; [`upgrade`](WeakCounted::upgrade)
@@ -176,7 +194,7 @@ impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
             // One reading of the mode decides both registration and unregistration.
             registry.register_always(Registered(Arc::clone(&inner)));
         }
-        Counted { inner }
+        Counted::from_reference(inner)
     }
 }
 
@@ -220,7 +238,9 @@ impl<T, C: RefCounter> Deref for Counted<T, C> {
     fn deref(&self) -> &T {
         // SAFETY: this handle holds a reference, so the count is positive and `destroy`, the
         // only writer, cannot run before this handle is dropped, which the borrow of `self`
-        // prevents for the lifetime of the returned `&T`.
+        // prevents for the lifetime of the returned `&T`. The pointer escapes `with`, so
+        // loom's view of the access is `self.reading`, which lives as long as the handle
+        // (the loom model `handle_reference_is_tracked_until_dropped_*` checks it).
         self.inner.payload.with(|p| unsafe { &(&*p).value })
     }
 }
@@ -229,14 +249,14 @@ impl<T, C: RefCounter> Clone for Counted<T, C> {
     fn clone(&self) -> Self {
         self.inner.refs.inc_ref();
         self.inner.log(RefEvent::IncRef);
-        Counted {
-            inner: Arc::clone(&self.inner),
-        }
+        Counted::from_reference(Arc::clone(&self.inner))
     }
 }
 
 impl<T, C: RefCounter> Drop for Counted<T, C> {
     fn drop(&mut self) {
+        // The access ends before the reference does: the `dec_ref` may destroy.
+        self.reading.end();
         let inner = &*self.inner;
         inner.refs.dec_ref(|| inner.destroy());
         inner.log(RefEvent::DecRef);
@@ -261,9 +281,7 @@ impl<T, C: RefCounter> WeakCounted<T, C> {
         let inner = &*self.inner;
         if inner.refs.try_inc_ref(|| inner.destroy()) {
             inner.log(RefEvent::TryIncRef);
-            Some(Counted {
-                inner: Arc::clone(&self.inner),
-            })
+            Some(Counted::from_reference(Arc::clone(&self.inner)))
         } else {
             None
         }
@@ -333,6 +351,19 @@ mod tests {
         assert!(w.is_destroyed());
         drop(w);
         assert_eq!(drops.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_handle_is_one_pointer() {
+        // The `Reading` a handle keeps for loom is zero-sized outside it.
+        assert_eq!(
+            std::mem::size_of::<Counted<u64>>(),
+            std::mem::size_of::<usize>()
+        );
+        assert_eq!(
+            std::mem::size_of::<Counted<u64, StickyRefs<u64>>>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

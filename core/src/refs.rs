@@ -37,9 +37,28 @@
 //! Every decrement is a `Release`; the compare-and-swap that claims destruction is an
 //! `Acquire`. Because every write to the word is a read-modify-write, each decrement heads a
 //! release sequence that runs through every later update, so the destructor sees everything
-//! written by every holder before it let go. A successful `try_inc_ref` acquires too, so a
-//! reviver sees what the last holder wrote. `inc_ref` is `Relaxed`: a caller that already
-//! holds a reference has nothing new to learn (as with `Arc::clone`).
+//! written by every holder before it let go.
+//!
+//! A successful `try_inc_ref` acquires too, with the last update it makes to the word (the
+//! conversion of [`Refs`], the single add of [`StickyRefs`]): it synchronises with every
+//! decrement that came before that update, so a reviver — a try that succeeds after the last
+//! holder let go — sees everything the last holder wrote before its decrement. (For `Refs`
+//! the speculative add alone would not do: a try can speculate while the last holder still
+//! holds, and convert after it let go. The loom model `reviver_sees_last_holders_writes_refs`
+//! checks exactly that interleaving; the mutant `refs_try_inc_convert_relaxed` fails it.) A
+//! try that succeeds while other holders still hold learns nothing about what they write
+//! later, as with `Weak::upgrade`. `inc_ref` is `Relaxed`: a caller that already holds a
+//! reference has nothing new to learn (as with `Arc::clone`).
+//!
+//! # Misuse
+//!
+//! A `dec_ref` without a reference (on a dead or dying object) panics and leaves the count as
+//! it was; so does an `inc_ref`. Both first update the word and then take the update back, so
+//! for a moment the word is off by one. The dead marker is therefore two bits wide
+//! ([`Refs`]'s and [`StickyRefs`]'s claim stores the top two bits, every check tests only the
+//! top one): a misuse decrement on a dead word borrows into the second bit, never the first,
+//! so a concurrent `try_inc_ref` still sees the object dead (the loom models
+//! `misuse_dec_on_a_dead_object_keeps_it_dead_*`).
 
 use crate::sync::atomic::{AtomicU64, Ordering};
 use std::any::type_name;
@@ -131,8 +150,14 @@ fn dec_without_reference<T: ?Sized>(old: u64) -> ! {
 const REAL_MASK: u64 = 0xffff_ffff;
 /// One speculative reference: the high half of the word counts tries in flight.
 const SPECULATIVE: u64 = 1 << 32;
-/// The word of a destroyed object. Its real half is zero, so every later try fails.
+/// The bit that says the object is destroyed; every check tests this one.
 const REFS_DEAD: u64 = 1 << 63;
+/// The word a claim stores: the dead bit and the bit below it. Its real half is zero, so
+/// every later try fails; a misuse `dec_ref` on it borrows into bit 62 and never clears the
+/// dead bit, even while it is taking its decrement back (see the module docs).
+const REFS_DEAD_MARKER: u64 = 0b11 << 62;
+/// The speculative half of a word, without the dead marker.
+const SPECULATIVE_MASK: u64 = !REAL_MASK & !REFS_DEAD_MARKER;
 
 /// gVisor's `Refs`: 32 speculative references over 32 real ones in one 64-bit word, with a
 /// `try_inc_ref` that takes no compare-and-swap loop — and without gVisor's leak.
@@ -190,7 +215,7 @@ impl<T: ?Sized> Refs<T> {
         // so the destructor happens after every holder's last access.
         if self
             .word
-            .compare_exchange(0, REFS_DEAD, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, REFS_DEAD_MARKER, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
             destroy();
@@ -204,21 +229,23 @@ impl<T: ?Sized> Refs<T> {
     #[inline(never)]
     #[track_caller]
     fn inc_ref_failed(&self, old: u64) -> ! {
+        // On a dead word, take the increment back (the marker keeps the word from ever
+        // reaching zero again, so no second claim is possible) lest a later try see a real
+        // reference and revive it. The dead bit is tested first: while a misuse `dec_ref`
+        // is taking its decrement back, a dead word's real half reads as all ones.
+        if old & REFS_DEAD != 0 {
+            self.word.fetch_sub(1, Ordering::Relaxed);
+            inc_without_reference::<T>(old);
+        }
         if old & REAL_MASK != 0 {
             // Take the increment back before the real half can carry into the speculative
             // half; it cannot reach zero, the real half is huge.
             self.word.fetch_sub(1, Ordering::Relaxed);
             overflow::<T>();
         }
-        // No reference was held: the object is dead or dying. On a dead word, take the
-        // increment back (the marker keeps the word from ever reaching zero again, so no
-        // second claim is possible) lest a later try see a real reference and revive it.
-        // On a dying word, taking it back could leave the word at zero with the claim
-        // already lost to us, so the object is leaked (the leak registry will say so)
-        // rather than risk destroying it twice.
-        if old & REFS_DEAD != 0 {
-            self.word.fetch_sub(1, Ordering::Relaxed);
-        }
+        // No reference was held and the object is dying: taking the increment back could
+        // leave the word at zero with the claim already lost to us, so the object is leaked
+        // (the leak registry will say so) rather than risk destroying it twice.
         inc_without_reference::<T>(old);
     }
 }
@@ -235,7 +262,7 @@ impl<T: ?Sized> fmt::Debug for Refs<T> {
         f.debug_struct("Refs")
             .field("type", &type_name::<T>())
             .field("real", &(word & REAL_MASK))
-            .field("speculative", &((word & !REFS_DEAD) >> 32))
+            .field("speculative", &((word & SPECULATIVE_MASK) >> 32))
             .field("destroyed", &(word & REFS_DEAD != 0))
             .finish()
     }
@@ -257,8 +284,11 @@ impl<T: ?Sized> RefCounter for Refs<T> {
     fn dec_ref(&self, destroy: impl FnOnce()) {
         // Release: everything this holder wrote happens before the destructor.
         let old = self.word.fetch_sub(1, Ordering::Release);
-        if old & REAL_MASK == 0 {
-            // The subtraction borrowed from the speculative half: undo it, then report.
+        // One compare for both misuses: no real reference (the subtraction borrowed from the
+        // speculative half), or a dead word (whose real half reads as all ones while another
+        // misuse is taking its decrement back).
+        if (old & (REFS_DEAD | REAL_MASK)).wrapping_sub(1) >= REAL_MASK {
+            // Undo it, then report. The borrow never reached the dead bit (see the marker).
             self.word.fetch_add(1, Ordering::Relaxed);
             dec_without_reference::<T>(old);
         }
@@ -268,8 +298,9 @@ impl<T: ?Sized> RefCounter for Refs<T> {
     }
 
     fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool {
-        // Acquire: a reviver sees what the last holder wrote before its decrement.
-        let old = self.word.fetch_add(SPECULATIVE, Ordering::Acquire);
+        // Relaxed: a try that fails touches nothing of the object's (its claim acquires), and
+        // one that succeeds acquires with its conversion below.
+        let old = self.word.fetch_add(SPECULATIVE, Ordering::Relaxed);
         if old & REAL_MASK == 0 || old & REFS_DEAD != 0 {
             // Dying or dead. Back out; if that leaves the word at zero, this call is the last
             // one out and must claim destruction (the fix of the seed's leak).
@@ -280,10 +311,12 @@ impl<T: ?Sized> RefCounter for Refs<T> {
             return false;
         }
         // Alive when we speculated, and our speculative reference has kept the word from
-        // reaching zero since: turn it into a real one.
+        // reaching zero since: turn it into a real one. Acquire: the last holder may have let
+        // go after we speculated (the real half may be zero now); this update reads the end
+        // of its decrement's release sequence, so a reviver sees what it wrote.
         let old = self
             .word
-            .fetch_add(1u64.wrapping_sub(SPECULATIVE), Ordering::Relaxed);
+            .fetch_add(1u64.wrapping_sub(SPECULATIVE), Ordering::Acquire);
         if old & REAL_MASK >= MAX_REFS {
             self.word.fetch_sub(1, Ordering::Relaxed);
             overflow::<T>();
@@ -292,7 +325,12 @@ impl<T: ?Sized> RefCounter for Refs<T> {
     }
 
     fn read_refs(&self) -> u64 {
-        self.word.load(Ordering::Relaxed) & REAL_MASK
+        let word = self.word.load(Ordering::Relaxed);
+        if word & REFS_DEAD != 0 {
+            0
+        } else {
+            word & REAL_MASK
+        }
     }
 
     fn is_destroyed(&self) -> bool {
@@ -304,14 +342,17 @@ impl<T: ?Sized> RefCounter for Refs<T> {
 // StickyRefs
 // ---------------------------------------------------------------------------------------------
 
-/// The sticky "destroyed" flag: the top bit of the word.
+/// The sticky "destroyed" flag: the top bit of the word; every check tests this one.
 const STICKY_DEAD: u64 = 1 << 63;
+/// The word a claim stores: the flag and the bit below it, so that a misuse `dec_ref` on a
+/// dead word borrows into bit 62 and never clears the flag (see the module docs).
+const STICKY_DEAD_MARKER: u64 = 0b11 << 62;
 
 /// A counter whose `try_inc_ref` is one `fetch_add`: the top bit is a sticky dead flag.
 ///
 /// The low 63 bits count references. `try_inc_ref` adds one and succeeds unless the flag
 /// was set (its add to a dead word is harmless: nothing reads a dead word's count, and it
-/// would take 2^63 failed tries to wrap). The decrement that reaches zero does not destroy
+/// would take 2^62 failed tries to wrap). The decrement that reaches zero does not destroy
 /// at once: it claims death with one compare-and-swap from zero to the flag, and loses it
 /// to any increment that came in between — that increment revived the object, and whoever
 /// brings it to zero next claims again. Linux's `rcuref` has this shape (a relaxed add to
@@ -363,7 +404,7 @@ impl<T: ?Sized> fmt::Debug for StickyRefs<T> {
         let word = self.word.load(Ordering::Relaxed);
         f.debug_struct("StickyRefs")
             .field("type", &type_name::<T>())
-            .field("refs", &(word & !STICKY_DEAD))
+            .field("refs", &(word & !STICKY_DEAD_MARKER))
             .field("destroyed", &(word & STICKY_DEAD != 0))
             .finish()
     }
@@ -391,7 +432,7 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
         if old == 1
             && self
                 .word
-                .compare_exchange(0, STICKY_DEAD, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, STICKY_DEAD_MARKER, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         {
             destroy();
@@ -631,7 +672,7 @@ mod tests {
         );
         assert!(
             c.word
-                .compare_exchange(0, STICKY_DEAD, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, STICKY_DEAD_MARKER, Ordering::Acquire, Ordering::Relaxed)
                 .is_err(),
             "the late claim loses to the revival"
         );
@@ -664,6 +705,62 @@ mod tests {
         o.dec_ref();
         assert_eq!(o.runs.get(), 1);
         assert!(!o.try_inc_ref());
+    }
+
+    /// The window of a misuse `dec_ref` on a dead word, replayed by hand: its decrement is
+    /// in, its undo not yet. The word must still read dead to everyone (bug 3 of issue 10:
+    /// with a one-bit marker the borrow cleared it, and a try revived the object).
+    #[test]
+    fn refs_dead_word_stays_dead_while_a_misuse_dec_takes_its_decrement_back() {
+        let c = Refs::<Probe>::new();
+        let runs = Cell::new(0);
+        c.dec_ref(|| runs.set(runs.get() + 1));
+        let dead = c.word.load(Ordering::Relaxed);
+        c.word.fetch_sub(1, Ordering::Release); // a misuse dec_ref, before its undo
+        assert!(c.is_destroyed());
+        assert_eq!(c.read_refs(), 0);
+        assert!(
+            !c.try_inc_ref(|| unreachable!()),
+            "a dead object was revived"
+        );
+        let msg = panic_message(|| c.dec_ref(|| unreachable!()));
+        assert!(
+            msg.contains("dec_ref on an object with no references"),
+            "{msg}"
+        );
+        let msg = panic_message(|| c.inc_ref());
+        assert!(
+            msg.contains("inc_ref on an object with no references"),
+            "{msg}"
+        );
+        c.word.fetch_add(1, Ordering::Relaxed); // the first misuse's undo
+        assert_eq!(c.word.load(Ordering::Relaxed), dead, "every misuse undone");
+        assert_eq!(runs.get(), 1);
+    }
+
+    #[test]
+    fn sticky_dead_word_stays_dead_while_a_misuse_dec_takes_its_decrement_back() {
+        let c = StickyRefs::<Probe>::new();
+        c.dec_ref(|| {});
+        c.word.fetch_sub(1, Ordering::Release); // a misuse dec_ref, before its undo
+        assert!(c.is_destroyed());
+        assert_eq!(c.read_refs(), 0);
+        assert!(
+            !c.try_inc_ref(|| unreachable!()),
+            "a dead object was revived"
+        );
+        let msg = panic_message(|| c.dec_ref(|| unreachable!()));
+        assert!(
+            msg.contains("dec_ref on an object with no references"),
+            "{msg}"
+        );
+        let msg = panic_message(|| c.inc_ref());
+        assert!(
+            msg.contains("inc_ref on an object with no references"),
+            "{msg}"
+        );
+        c.word.fetch_add(1, Ordering::Relaxed);
+        assert!(c.is_destroyed());
     }
 
     #[test]

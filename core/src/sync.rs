@@ -167,7 +167,10 @@ pub fn spin_loop() {
 /// Interior mutability whose every access the model checkers can see.
 ///
 /// The API is loom's: access goes through [`with`](UnsafeCell::with) and
-/// [`with_mut`](UnsafeCell::with_mut), and the raw pointer must not escape the closure.
+/// [`with_mut`](UnsafeCell::with_mut), and the raw pointer must not escape the closure. A
+/// shared access that outlives a closure — a `&T` handed out for as long as some handle
+/// lives — is announced with [`reading`](UnsafeCell::reading), whose [`Reading`] lasts as
+/// long as the access does, so that loom sees the whole use and not only its first moment.
 ///
 /// Like `core::cell::UnsafeCell`, it is `Send` but never `Sync`, on every backend: a type that
 /// shares one across threads says why that is sound with an `unsafe impl Sync`.
@@ -203,6 +206,34 @@ impl<T: ?Sized> UnsafeCell<T> {
     /// that is not ordered with this call fails the model.
     pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         self.cell.with_mut(f)
+    }
+
+    /// Starts a shared access that lasts until the returned [`Reading`] is dropped or
+    /// [ended](Reading::end). Under loom, a [`with_mut`](UnsafeCell::with_mut) while any
+    /// `Reading` of the cell lives, or one that is not ordered after its end, fails the
+    /// model; on the other backends a `Reading` is an empty token.
+    ///
+    /// Use it when references obtained through [`with`](UnsafeCell::with) outlive the
+    /// closure: hold a `Reading` for at least as long as those references live.
+    pub fn reading(&self) -> Reading<T> {
+        Reading(self.cell.reading())
+    }
+}
+
+/// A shared access to an [`UnsafeCell`] that lasts until this is dropped or
+/// [ended](Reading::end) (see [`UnsafeCell::reading`]). Zero-sized outside loom.
+pub struct Reading<T: ?Sized>(backend::Reading<T>);
+
+impl<T: ?Sized> std::fmt::Debug for Reading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reading")
+    }
+}
+
+impl<T: ?Sized> Reading<T> {
+    /// Ends the access now (dropping the `Reading` does the same). Idempotent.
+    pub fn end(&mut self) {
+        self.0.end()
     }
 }
 
@@ -242,7 +273,29 @@ mod backend {
         pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             self.0.with_mut(f)
         }
+        pub fn reading(&self) -> Reading<T> {
+            Reading(Some(self.0.get()))
+        }
     }
+
+    /// loom's tracked pointer, kept only for its guard: loom counts the cell as being read
+    /// from until it is dropped.
+    pub struct Reading<T: ?Sized>(Option<loom::cell::ConstPtr<T>>);
+
+    impl<T: ?Sized> Reading<T> {
+        pub fn end(&mut self) {
+            self.0 = None;
+        }
+    }
+
+    // SAFETY: the pointer inside is never dereferenced (nothing reads through a `Reading`);
+    // it is only loom's guard, which records the end of the access in loom's execution state
+    // when dropped. loom runs every thread of a model on one OS thread, one at a time, and
+    // records the access's end against the thread that drops the guard, which is exactly
+    // when the access ends, so moving or sharing the guard between model threads is sound.
+    unsafe impl<T: ?Sized> Send for Reading<T> {}
+    // SAFETY: as for `Send`: a `&Reading` gives access to nothing.
+    unsafe impl<T: ?Sized> Sync for Reading<T> {}
 
     /// `lazy_static!` that loom resets on every iteration of a model.
     macro_rules! lazy_static {
@@ -259,7 +312,7 @@ mod backend {
     pub use shuttle::thread;
     pub use std::sync::TryLockError;
 
-    pub use super::std_cell::UnsafeCell;
+    pub use super::std_cell::{Reading, UnsafeCell};
     pub use super::track::Track;
 
     pub fn spin_loop() {
@@ -285,7 +338,7 @@ mod backend {
     };
     pub use std::thread;
 
-    pub use super::std_cell::UnsafeCell;
+    pub use super::std_cell::{Reading, UnsafeCell};
     pub use super::track::Track;
 
     pub fn spin_loop() {
@@ -328,6 +381,16 @@ mod std_cell {
         pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())
         }
+        pub fn reading(&self) -> Reading<T> {
+            Reading(std::marker::PhantomData)
+        }
+    }
+
+    /// Nothing to track outside loom: an empty token.
+    pub struct Reading<T: ?Sized>(std::marker::PhantomData<fn(&T)>);
+
+    impl<T: ?Sized> Reading<T> {
+        pub fn end(&mut self) {}
     }
 }
 

@@ -104,6 +104,15 @@ impl Clock for MonotonicClock {
 ///
 /// Cheap to clone and safe to advance from any thread, including inside loom and shuttle
 /// models (its time is an atomic from [`crate::sync`]).
+///
+/// A read is an acquire load. A thread that has not synchronised with an [`advance`] made
+/// in another thread may still read the earlier time, and loom explores that stale read
+/// (a real clock read after the advance would not return it). A model about the order of
+/// clock reads that wants a clock as fresh as a real one reads with a read-modify-write
+/// instead (the conntrack loom models do), at a cost: two such reads conflict, so loom
+/// explores both orders of every pair.
+///
+/// [`advance`]: ManualClock::advance
 #[derive(Clone, Debug)]
 pub struct ManualClock {
     nanos: Arc<AtomicU64>,

@@ -7,9 +7,8 @@
 //! `/proc/<n>`: 3) — and after release the leak registry must be empty.
 #![cfg(not(any(loom, shuttle)))]
 
-use refwatch::kernfs::{
-    Error, Filesystem, InodeRef, Inodes, Kind, Options, RegularFile, DEFAULT_CACHE_CAPACITY,
-};
+use refwatch::kernfs::testing::Proc;
+use refwatch::kernfs::{Filesystem, Inodes, Kind, Options, DEFAULT_CACHE_CAPACITY};
 use refwatch::leak::{LeakMode, Registry};
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,22 +21,10 @@ const DEPTH: usize = 3;
 fn a_million_dynamic_names_keep_live_dentries_bounded() {
     let registry = Arc::new(Registry::new(LeakMode::Panic));
     let inodes = Inodes::with_registry(&registry);
-    let root = inodes.dir();
-    let files = inodes.clone();
-    root.add_child(
-        "proc",
-        inodes.dynamic_dir(
-            move |name| {
-                let n: u64 = name.parse().map_err(|_| Error::NotFound)?;
-                Ok(InodeRef::new(RegularFile::new(
-                    files.base(Kind::File, 0o444).keep(n % 2 == 0),
-                    Vec::new(),
-                )))
-            },
-            |_| {},
-        ),
-    )
-    .unwrap();
+    let root = Proc::new()
+        .keep(|n| n % 2 == 0)
+        .contents(|_| Vec::new())
+        .mount(&inodes);
     let fs = Filesystem::with_options(
         root,
         Options {

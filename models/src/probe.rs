@@ -1,13 +1,14 @@
 //! A counted object for the models: it counts its destructions, carries a payload whose
 //! loss (`Track`) fails a loom model, and has per-holder cells whose writes the destructor
-//! reads, so a missing release/acquire shows up as a data race.
+//! reads, so a missing release/acquire shows up as a data race. And [`Canary`], a handle
+//! payload that a check can see is dead.
 
 use refwatch::refs::RefCounter;
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
-use refwatch::sync::{Mutex, Track, UnsafeCell};
+use refwatch::sync::{Arc, Mutex, Track, UnsafeCell};
 
-/// Number of per-holder cells a [`Probe`] carries.
-pub const CELLS: usize = 2;
+/// Number of per-holder cells a [`Probe`] carries (the main thread and three tryers).
+pub const CELLS: usize = 4;
 
 /// An object counted by `C`.
 #[derive(Debug)]
@@ -35,8 +36,8 @@ impl<C: RefCounter> Probe<C> {
             refs: C::new(),
             destroyed: AtomicUsize::new(0),
             payload: Mutex::new(Some(Track::new(7))),
-            cells: [UnsafeCell::new(0), UnsafeCell::new(0)],
-            seen: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            cells: std::array::from_fn(|_| UnsafeCell::new(0)),
+            seen: std::array::from_fn(|_| AtomicUsize::new(0)),
         }
     }
 
@@ -99,4 +100,72 @@ impl<C: RefCounter> Default for Probe<C> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A payload that knows whether it has been dropped, for checks made through a handle.
+///
+/// Checking a handle's value cannot catch a use after destruction: the destructor moves the
+/// value out with `ManuallyDrop::take`, and its bits stay where they were. A canary shares a
+/// flag with its [`CanaryWitness`] and clears it when dropped; the witness keeps the flag's
+/// memory alive, so [`Canary::is_alive`] read through a handle to a destroyed value reads
+/// the cleared flag and the model's check fails. Under loom, its `Track` also fails the model
+/// if the value is never dropped.
+#[derive(Debug)]
+pub struct Canary {
+    alive: Arc<AtomicUsize>,
+    _track: Track<()>,
+}
+
+/// The model's side of a [`Canary`]: whether it was dropped, and how many times.
+#[derive(Debug, Clone)]
+pub struct CanaryWitness(Arc<AtomicUsize>);
+
+const ALIVE: usize = 0x00a1_17e0;
+const DROPPED: usize = 0xdead;
+
+impl Canary {
+    /// A live canary and its witness.
+    pub fn new() -> (Canary, CanaryWitness) {
+        let alive = Arc::new(AtomicUsize::new(ALIVE));
+        let witness = CanaryWitness(Arc::clone(&alive));
+        (
+            Canary {
+                alive,
+                _track: Track::new(()),
+            },
+            witness,
+        )
+    }
+
+    /// Whether this value has not been dropped. False through a handle to a destroyed one.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) == ALIVE
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        let was = self.alive.swap(DROPPED, Ordering::SeqCst);
+        assert_eq!(was, ALIVE, "Canary dropped twice");
+    }
+}
+
+impl CanaryWitness {
+    /// Whether the canary has been dropped.
+    pub fn dropped(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == DROPPED
+    }
+}
+
+/// Returns `handle` if the canary it points at is alive. Otherwise forgets the handle and
+/// panics with `what`: dropping a handle to a destroyed value would fail in the counter's own
+/// misuse check while this panic unwinds, and a panic during unwinding aborts the process,
+/// hiding the model's verdict.
+#[track_caller]
+pub fn expect_alive<H: std::ops::Deref<Target = Canary>>(handle: H, what: &str) -> H {
+    if !handle.is_alive() {
+        std::mem::forget(handle);
+        panic!("{what}");
+    }
+    handle
 }

@@ -1,17 +1,20 @@
-//! loom models of the conntrack table's lock order and reaping, on 2–4 bucket tables with a
-//! manual clock and a fixed hash key (so that the buckets each tuple lands in are chosen).
+//! loom models of the conntrack table's lock order, reaping and clock reads, on 1–4 bucket
+//! tables with a manual clock and a fixed hash key (so that the buckets each tuple lands in
+//! are chosen), and of the reaper thread's protocol: `reap_now` tickets, stop, a panicking pass.
 //!
-//! Every model runs without a preemption bound: every interleaving is explored.
+//! A model runs without a preemption bound (every interleaving) when that stays under a few
+//! seconds; the others say which bound they run at and why.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p refwatch-models --release --test loom_conntrack`
 #![cfg(loom)]
 
 use loom::thread;
 use refwatch::conntrack::{
-    Config, ConnTable, ConnTrack, Direction, Packet, State, Tuple, UdpState,
+    Config, ConnTable, ConnTrack, Direction, Packet, ReaperPanicked, State, Tuple, UdpState,
 };
+use refwatch::sync::atomic::{AtomicU64, Ordering};
 use refwatch::sync::Arc;
-use refwatch::time::{Clock, ManualClock};
+use refwatch::time::{Clock, Instant, ManualClock};
 use refwatch_models::loom_model;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -26,13 +29,38 @@ const EXPIRE: Duration = Duration::from_secs(31);
 
 fn table(buckets: usize) -> (Arc<Table>, ManualClock) {
     let clock = ManualClock::new();
+    (table_on(buckets, clock.clone()), clock)
+}
+
+fn table_on<C: Clock>(buckets: usize, clock: C) -> Arc<ConnTable<C, Fixed>> {
     let config = Config {
         max_connections: Some(16),
         ..Config::with_buckets(buckets)
     };
-    let table = ConnTable::with_clock_and_hasher(config, clock.clone(), Fixed::default())
-        .expect("valid config");
-    (Arc::new(table), clock)
+    let table =
+        ConnTable::with_clock_and_hasher(config, clock, Fixed::default()).expect("valid config");
+    Arc::new(table)
+}
+
+/// A manual clock as fresh as a real one, for the models about when packets read the clock:
+/// a read is a read-modify-write, which returns the latest time in every thread. With
+/// `ManualClock`'s acquire load, loom may hand a thread a time older than an advance another
+/// thread already made, so a stale-clock bug would show without any preemption, which no
+/// real clock allows. Dearer to explore (two reads conflict), so only those models use it.
+#[derive(Clone, Debug, Default)]
+struct FreshClock(Arc<AtomicU64>);
+
+impl FreshClock {
+    fn advance(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).expect("a short step");
+        self.0.fetch_add(nanos, Ordering::AcqRel);
+    }
+}
+
+impl Clock for FreshClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.0.fetch_add(0, Ordering::Acquire))
+    }
 }
 
 /// A UDP flow whose original tuple hashes to bucket `orig` and whose reply tuple hashes to
@@ -67,9 +95,10 @@ fn udp(a: SocketAddr, b: SocketAddr) -> Packet {
 /// would walk no bucket at all); every tuple is accounted for at the end.
 #[test]
 fn reaper_lookup_and_insert_keep_lock_order() {
-    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 34,940
-    // executions in ~6 s; bound 5 explores 182,391 in ~50 s (release, one core) — too much
-    // for CI next to every mutant. Every mutant this model names fails within bound 4.
+    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 49,880
+    // executions in ~7 s; bound 5 explores 289,907 in ~40 s (release, one core) — too much
+    // for CI next to every mutant. Every mutant this model names fails within bound 4 (the
+    // lock-order mutant at 1).
     const BOUND: Option<usize> = Some(4);
     const N: usize = 4;
     let c = flow(N, 3, 1, 1); // looked up: reply in a lower bucket
@@ -87,7 +116,10 @@ fn reaper_lookup_and_insert_keep_lock_order() {
             let reaper = {
                 let table = Arc::clone(&table);
                 thread::spawn(move || {
-                    let (mut start, mut interval) = (0, Duration::from_millis(10));
+                    // From the top bucket: the walk meets `c`'s original tuple before
+                    // its reply, the one order in which reaping must let go of a bucket to
+                    // take a lower one.
+                    let (mut start, mut interval) = (N - 1, Duration::from_millis(10));
                     for _ in 0..N {
                         (start, interval) = table.reap_unused(start, interval);
                     }
@@ -215,5 +247,211 @@ fn reaper_thread_stops_and_joins_on_drop() {
             1,
             "the reaper thread still holds the table"
         );
+    });
+}
+
+/// The clock moves while two packets of one flow and the reaper run. A UDP flow's connection
+/// (deadline 30 s) is 20 s old; one packet of the flow travels in the original direction,
+/// delayed; the main thread moves the clock to 40 s — past the deadline — and sends the
+/// answer (the reply direction, found in the other bucket); the reaper walks the table.
+/// Whatever the order, both packets end on the flow's one live connection, and that
+/// connection was last used at 40 s and lives until 70 s. A packet that decides with a clock
+/// read before it took the locks sets the last use and the deadline back to 20 s (what loom
+/// finds, with 2 preemptions); and once a deadline can move back, a connection that another
+/// thread judged expired and replaced can be revived — two live connections for one flow,
+/// which the first two assertions guard (reaching it takes more stale packets than this
+/// model has).
+#[test]
+fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
+    // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 57,085
+    // executions in ~5 s (release); bound 5, 337,225 in ~29 s: too long next to the others.
+    const BOUND: Option<usize> = Some(4);
+    const N: usize = 2;
+    let f = flow(N, 1, 0, 5);
+    loom_model(
+        "packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow",
+        BOUND,
+        move || {
+            let clock = FreshClock::default();
+            let table = table_on(N, clock.clone());
+            table.track(&udp(f.0, f.1)).unwrap();
+            clock.advance(Duration::from_secs(20));
+            let delayed = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(f.0, f.1)).unwrap())
+            };
+            let reaper = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    let (mut start, mut interval) = (0, Duration::from_millis(10));
+                    for _ in 0..N {
+                        (start, interval) = table.reap_unused(start, interval);
+                    }
+                })
+            };
+            clock.advance(Duration::from_secs(20));
+            let end = clock.now();
+            let answer = table.track(&udp(f.1, f.0)).unwrap();
+            let delayed = delayed.join().unwrap();
+            reaper.join().unwrap();
+            assert!(
+                Arc::ptr_eq(&delayed.conn, &answer.conn),
+                "two connections for one flow: the delayed packet revived the expired one"
+            );
+            let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (audit.connections, audit.tuples, audit.expired),
+                (1, 2, 0),
+                "one live connection for the flow"
+            );
+            let conn = &answer.conn;
+            assert_eq!(conn.last_used(), end, "the last use went back in time");
+            assert_eq!(
+                conn.deadline(),
+                end.saturating_add(Duration::from_secs(30)),
+                "the deadline went back in time"
+            );
+        },
+    );
+}
+
+/// Two packets of one live flow, one per direction (so each finds the connection under a
+/// different bucket lock), while the clock moves from 20 s to 25 s: the connection's last use
+/// ends at 25 s, whichever packet comes last. A packet that read the clock under its bucket
+/// lock but before the connection's own lock could be overtaken by the other direction and
+/// set the last use (and the deadline) back.
+#[test]
+fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
+    // Two threads, one packet each: exhaustive (110 executions).
+    const N: usize = 2;
+    let f = flow(N, 1, 0, 6);
+    loom_model(
+        "packets_on_both_tuples_never_move_a_conn_back_in_time",
+        None,
+        move || {
+            let clock = FreshClock::default();
+            let table = table_on(N, clock.clone());
+            let conn = table.track(&udp(f.0, f.1)).unwrap().conn;
+            clock.advance(Duration::from_secs(20));
+            let forward = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(f.0, f.1)).unwrap())
+            };
+            clock.advance(Duration::from_secs(5));
+            let end = clock.now();
+            let answer = table.track(&udp(f.1, f.0)).unwrap();
+            let forward = forward.join().unwrap();
+            assert!(Arc::ptr_eq(&forward.conn, &conn) && Arc::ptr_eq(&answer.conn, &conn));
+            assert_eq!(conn.last_used(), end, "the last use went back in time");
+            assert!(
+                conn.deadline() >= end.saturating_add(Duration::from_secs(30)),
+                "the deadline went back in time: {} at {end}",
+                conn.deadline()
+            );
+        },
+    );
+}
+
+/// `reap_now` racing the reaper's passes: the reaper starts its first pass as soon as it is
+/// spawned, possibly before the clock moves; a kicker asks for a pass at any moment; the main
+/// thread moves the clock past a connection's deadline and calls `reap_now`. When `reap_now`
+/// returns, a pass that started after its request — so after the clock moved — has walked the
+/// table (one bucket: one pass walks it all) and reaped the connection. No wake-up is lost
+/// (loom reports a thread waiting for ever as a deadlock).
+#[test]
+fn reap_now_is_served_by_a_pass_that_starts_after_it() {
+    // Three threads (main, kicker, reaper). The ticket races need 2 preemptions (a request
+    // landing while a pass is under way); bound 5 explores 113,288 executions in ~11 s
+    // (release); unbounded, 3.5 million in 320 s.
+    loom_model(
+        "reap_now_is_served_by_a_pass_that_starts_after_it",
+        Some(5),
+        || {
+            let clock = ManualClock::new();
+            let config = Config {
+                max_connections: Some(4),
+                ..Config::with_buckets(1)
+            };
+            let table =
+                ConnTable::with_clock_and_hasher(config, clock.clone(), Fixed::default()).unwrap();
+            let f = flow(1, 0, 0, 7);
+            table.track(&udp(f.0, f.1)).unwrap();
+            let ct = Arc::new(ConnTrack::from_table(table));
+            let kicker = {
+                let ct = Arc::clone(&ct);
+                thread::spawn(move || ct.reaper().kick())
+            };
+            clock.advance(EXPIRE);
+            ct.reaper().reap_now().expect("the reaper is alive");
+            // `stats`, not `lookup`: a lookup would reap the connection itself.
+            assert_eq!(
+                ct.stats().reaped,
+                1,
+                "reap_now returned before a pass that started after it"
+            );
+            kicker.join().unwrap();
+            let ct = Arc::try_unwrap(ct).expect("the kicker is gone");
+            drop(ct);
+        },
+    );
+}
+
+/// What the broken clock of `a_reaper_whose_pass_panics_wakes_every_waiter` panics with.
+#[derive(Debug)]
+struct Deliberate;
+
+/// A clock that panics whenever it is read: the reaper's first pass panics on it.
+#[derive(Debug)]
+struct BrokenClock;
+
+impl Clock for BrokenClock {
+    fn now(&self) -> Instant {
+        std::panic::panic_any(Deliberate)
+    }
+}
+
+/// Keeps the default panic hook from printing the broken clock's panic, once per execution
+/// (it is caught by the reaper); every other panic is printed as usual.
+fn quiet_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Deliberate>() {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Bug 6: the reaper's pass panics (its table's clock does) while the main thread waits in
+/// `reap_now` and another in `wait_for_passes`: both return `ReaperPanicked`, whenever they
+/// started waiting, and the `ConnTrack` still drops cleanly. A reaper that ended without
+/// telling them would leave them waiting for ever (loom: deadlock).
+#[test]
+fn a_reaper_that_panics_wakes_every_waiter() {
+    quiet_deliberate_panics();
+    // Three threads (main, waiter, reaper), each a few lock operations: exhaustive (7,702
+    // executions, under a second).
+    loom_model("a_reaper_that_panics_wakes_every_waiter", None, || {
+        let ct = Arc::new(ConnTrack::from_table(
+            ConnTable::with_clock_and_hasher(
+                Config::with_buckets(2),
+                BrokenClock,
+                Fixed::default(),
+            )
+            .unwrap(),
+        ));
+        let waiter = {
+            let ct = Arc::clone(&ct);
+            thread::spawn(move || ct.reaper().wait_for_passes(1))
+        };
+        assert_eq!(ct.reaper().reap_now(), Err(ReaperPanicked));
+        assert_eq!(waiter.join().unwrap(), Err(ReaperPanicked));
+        assert!(ct.reaper().panicked());
+        assert_eq!(ct.reaper().passes(), 0);
+        let ct = Arc::try_unwrap(ct).expect("the waiter is gone");
+        drop(ct);
     });
 }

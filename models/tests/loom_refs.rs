@@ -1,8 +1,11 @@
 //! loom models of TryIncRef speculation, for both counters.
 //!
 //! Each scenario is generic over the counter and instantiated for `Refs` (`*_refs`) and
-//! `StickyRefs` (`*_sticky`). All run with no preemption bound: every interleaving is explored.
-//! (The seed's leak needs 3 preemptions to show; a bound of 2 would miss it.)
+//! `StickyRefs` (`*_sticky`). All but two run with no preemption bound: every interleaving is
+//! explored. (The seed's leak needs 3 preemptions to show; a bound of 2 would miss it.) The
+//! four-thread `three_tries_race_last_dec_*` are bounded; they say why.
+//! No model calls `yield_now`: loom switches threads there for free, so a kill through it
+//! would read as needing no preemption.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p refwatch-models --release --test loom_refs`
 #![cfg(loom)]
@@ -13,16 +16,20 @@ use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
-use refwatch::sync::Track;
 use refwatch_models::loom_model;
-use refwatch_models::probe::Probe;
+use refwatch_models::probe::{expect_alive, Canary, Probe};
+use std::mem::ManuallyDrop;
 
 type R = Refs<Probe<()>>;
 type S = StickyRefs<Probe<()>>;
 
 /// (a) One `try_inc_ref` races the last `dec_ref`: the destructor runs exactly once, and a
-/// try that returns true never holds a destroyed object — checked when it returns and again
-/// just before its own `dec_ref`.
+/// try that returns true never holds a destroyed object. A holder writes its cell of the
+/// probe while it holds, and the destructor reads every cell: a destruction that is not
+/// ordered after the holder's write is a data race, which loom reports whichever ran first
+/// (the model's own check of the destruction count cannot see it reliably: with the object
+/// destroyed under it, nothing orders the holder's read of the count after the
+/// destruction).
 fn try_inc_races_last_dec<C: RefCounter + 'static>(name: &str) {
     loom_model(name, None, || {
         let obj = Arc::new(Probe::<C>::new());
@@ -35,12 +42,9 @@ fn try_inc_races_last_dec<C: RefCounter + 'static>(name: &str) {
                         0,
                         "try_inc_ref returned true on a destroyed object"
                     );
-                    thread::yield_now();
-                    assert_eq!(
-                        obj.destructions(),
-                        0,
-                        "destroyed while a try_inc_ref reference was held"
-                    );
+                    // No `yield_now` here: a yield is a free switch for loom, and the
+                    // model's kills must need real preemptions (their depth is reported).
+                    obj.write_cell(1, 1);
                     obj.dec();
                 }
             })
@@ -68,12 +72,13 @@ fn try_inc_races_last_dec_sticky() {
 }
 
 /// (b) Two `try_inc_ref`s race one `dec_ref`: the case that catches the seed's leak. The
-/// destructor must still run exactly once, and a try after the end must fail.
+/// destructor must still run exactly once, and a try after the end must fail; a successful
+/// try writes its cell while it holds, as in (a).
 fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
     loom_model(name, None, || {
         let obj = Arc::new(Probe::<C>::new());
-        let tryers: Vec<_> = (0..2)
-            .map(|_| {
+        let tryers: Vec<_> = (1..=2)
+            .map(|i| {
                 let obj = obj.clone();
                 thread::spawn(move || {
                     if obj.try_inc() {
@@ -82,6 +87,7 @@ fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
                             0,
                             "try_inc_ref returned true on a destroyed object"
                         );
+                        obj.write_cell(i, 1);
                         obj.dec();
                     }
                 })
@@ -157,28 +163,31 @@ fn dec_publishes_writes_to_destructor_sticky() {
     dec_publishes_writes_to_destructor::<S>("dec_publishes_writes_to_destructor_sticky");
 }
 
-/// The RAII layer: a weak upgrade races the drop of the last strong handle. The value
-/// (a loom `Track`, so loom fails the model if it is never dropped) is read through the
-/// upgraded handle and dropped exactly once; this exercises `Counted`'s `unsafe` payload
-/// access and the allocation-outlives-object rule of `WeakCounted`.
+/// The RAII layer: a weak upgrade races the drop of the last strong handle. The value is a
+/// [`Canary`]: a handle that points at a destroyed value sees it dead (checking the value
+/// itself could not fail: its bits stay after the destructor moves it out), and loom fails
+/// the model if it is never dropped. It is dropped exactly once; this exercises `Counted`'s
+/// `unsafe` payload access and the allocation-outlives-object rule of `WeakCounted`.
 fn handle_upgrade_races_last_drop<C: RefCounter + 'static>(name: &str) {
     loom_model(name, None, || {
         let drops = Arc::new(AtomicUsize::new(0));
         let d = drops.clone();
         let registry = Arc::new(Registry::new(LeakMode::Off));
-        let strong: Counted<Track<u64>, C> = Counted::builder(Track::new(42))
+        let (canary, witness) = Canary::new();
+        let strong: Counted<Canary, C> = Counted::builder(canary)
             .registry(&registry)
-            .on_destroy(move |_| {
+            .on_destroy(move |canary| {
+                drop(canary);
                 d.fetch_add(1, Ordering::SeqCst);
             })
             .build();
         let weak = Counted::downgrade(&strong);
         let upgrader = thread::spawn(move || {
             if let Some(h) = weak.upgrade() {
-                assert_eq!(*h.get_ref(), 42, "read a destroyed value");
+                let h = expect_alive(h, "upgraded to a destroyed value");
                 let second = h.clone();
                 drop(h);
-                assert_eq!(*second.get_ref(), 42);
+                drop(expect_alive(second, "a clone outlived the value"));
             }
             weak
         });
@@ -189,48 +198,52 @@ fn handle_upgrade_races_last_drop<C: RefCounter + 'static>(name: &str) {
             1,
             "value destroyed exactly once"
         );
+        assert!(witness.dropped());
         assert!(weak.upgrade().is_none());
     });
 }
 
 #[test]
 fn handle_upgrade_races_last_drop_refs() {
-    handle_upgrade_races_last_drop::<Refs<Track<u64>>>("handle_upgrade_races_last_drop_refs");
+    handle_upgrade_races_last_drop::<Refs<Canary>>("handle_upgrade_races_last_drop_refs");
 }
 
 #[test]
 fn handle_upgrade_races_last_drop_sticky() {
-    handle_upgrade_races_last_drop::<StickyRefs<Track<u64>>>(
-        "handle_upgrade_races_last_drop_sticky",
-    );
+    handle_upgrade_races_last_drop::<StickyRefs<Canary>>("handle_upgrade_races_last_drop_sticky");
 }
 
-/// (d) The registry stays consistent under concurrent create/destroy while another thread
+/// (d) The registry stays consistent while handles are made and destroyed and another thread
 /// turns checking off: every handle registered is unregistered when destroyed (it remembers
-/// where it registered; the seed re-reads the mode), and the registry ends empty.
+/// where it registered; the seed re-reads the mode), and the registry ends empty. The main
+/// thread makes, clones and drops two handles, one after the other, while a spawned thread
+/// turns checking off. Each handle lives and dies before the main thread first blocks, so a
+/// change of mode in the middle of a handle's life needs a preemption (mutant
+/// `registry_mode_reread` needs one). With two handle-making threads, loom's switch when the
+/// main thread blocks in `join` is free, and the mutant was found with no preemption at all.
+/// Unbounded.
 #[test]
 fn registry_consistent_under_concurrent_create_destroy() {
+    fn make_clone_and_drop(registry: &Arc<Registry>) {
+        let (canary, witness) = Canary::new();
+        let h: Counted<Canary> = Counted::builder(canary).registry(registry).build();
+        let c = h.clone();
+        drop(h);
+        drop(expect_alive(c, "a clone outlived the value"));
+        assert!(witness.dropped(), "the last drop destroys");
+    }
     loom_model(
         "registry_consistent_under_concurrent_create_destroy",
         None,
         || {
             let registry = Arc::new(Registry::new(LeakMode::Warn));
-            let workers: Vec<_> = (0..2)
-                .map(|i| {
-                    let registry = registry.clone();
-                    thread::spawn(move || {
-                        let h: Counted<u64> = Counted::builder(i).registry(&registry).build();
-                        let c = h.clone();
-                        drop(h);
-                        assert_eq!(*c, i);
-                        drop(c);
-                    })
-                })
-                .collect();
-            registry.set_mode(LeakMode::Off);
-            for w in workers {
-                w.join().unwrap();
-            }
+            let toggler = {
+                let registry = registry.clone();
+                thread::spawn(move || registry.set_mode(LeakMode::Off))
+            };
+            make_clone_and_drop(&registry);
+            make_clone_and_drop(&registry);
+            toggler.join().unwrap();
             assert_eq!(
                 registry.live_count(),
                 0,
@@ -239,5 +252,144 @@ fn registry_consistent_under_concurrent_create_destroy() {
             registry.set_mode(LeakMode::Warn);
             assert!(registry.check().is_empty());
         },
+    );
+}
+
+/// Three `try_inc_ref`s race the last `dec_ref` (the two-try model with one more tryer): the
+/// destructor runs exactly once, no successful try holds a destroyed object (each writes its
+/// cell while it holds, as in (a)), and a try after the end fails. Four threads are beyond
+/// exhaustive search in the time the suite allows (unbounded, `StickyRefs` alone ran past 5
+/// minutes), so the bound is 4, one more than the seed's leak needs (mutant
+/// `seed_try_inc_leak`, depth 3): ~6 s for `Refs` and ~3 s for `StickyRefs` on two cores
+/// (bound 5: ~34 s and ~19 s; bound 3: under a second).
+fn three_tries_race_last_dec<C: RefCounter + 'static>(name: &str) {
+    loom_model(name, Some(4), || {
+        let obj = Arc::new(Probe::<C>::new());
+        let tryers: Vec<_> = (1..=3)
+            .map(|i| {
+                let obj = obj.clone();
+                thread::spawn(move || {
+                    if obj.try_inc() {
+                        assert_eq!(
+                            obj.destructions(),
+                            0,
+                            "try_inc_ref returned true on a destroyed object"
+                        );
+                        obj.write_cell(i, 1);
+                        obj.dec();
+                    }
+                })
+            })
+            .collect();
+        obj.dec();
+        for t in tryers {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once (0 = the seed's leak)"
+        );
+        assert!(!obj.try_inc(), "a try after the end must fail");
+    });
+}
+
+#[test]
+fn three_tries_race_last_dec_refs() {
+    three_tries_race_last_dec::<R>("three_tries_race_last_dec_refs");
+}
+
+#[test]
+fn three_tries_race_last_dec_sticky() {
+    three_tries_race_last_dec::<S>("three_tries_race_last_dec_sticky");
+}
+
+/// A reviver sees what the last holder wrote before it let go (bug 4 of issue 10): the main
+/// thread is the last holder; it writes, then drops its reference, while a reviver tries.
+/// Whether the reviver revived the object (converted after the last decrement) or took its
+/// reference while main still held is not visible from outside, so a second tryer is the
+/// witness: if it failed while the reviver succeeded, it speculated while the real half was
+/// zero and the reviver's try was in flight, so the reviver's conversion came after main's
+/// decrement. Then the reviver must have read main's write. (The write is a relaxed atomic,
+/// so loom explores a stale read; a plain cell would be a data race in the other order,
+/// where main writes while the reviver holds too, which no counter forbids.)
+///
+/// `Refs` only: `StickyRefs`' try is one acquiring add, so there is no in-between to miss.
+/// Unbounded.
+#[test]
+fn reviver_sees_last_holders_writes_refs() {
+    loom_model("reviver_sees_last_holders_writes_refs", None, || {
+        let obj = Arc::new(Probe::<R>::new());
+        let written = Arc::new(AtomicUsize::new(0));
+        let reviver = {
+            let (obj, written) = (obj.clone(), written.clone());
+            // Keeps its reference: the main thread drops it after the join.
+            thread::spawn(move || obj.try_inc().then(|| written.load(Ordering::Relaxed)))
+        };
+        let witness = {
+            let obj = obj.clone();
+            thread::spawn(move || obj.try_inc())
+        };
+        written.store(1, Ordering::Relaxed);
+        obj.dec();
+        let seen = reviver.join().unwrap();
+        let witnessed = witness.join().unwrap();
+        if let (Some(seen), false) = (seen, witnessed) {
+            assert_eq!(seen, 1, "a reviver missed the last holder's write");
+        }
+        for held in [seen.is_some(), witnessed] {
+            if held {
+                obj.dec();
+            }
+        }
+        assert_eq!(obj.destructions(), 1);
+    });
+}
+
+/// A handle's reference is checked by loom for as long as the handle lives, not only at the
+/// moment of `deref` (bug 5 of issue 10): a thread upgrades, clones and drops the first
+/// handle, and hands the clone back to the main thread, which has dropped the strong handle
+/// meanwhile. If the object were destroyed while the clone lives (a clone that took no
+/// reference: mutant `handle_clone_without_inc_ref`), loom fails the model at the
+/// destructor's write, which comes after the clone's `deref` in a causally ordered way and
+/// would go unseen if only the `deref` were tracked. The value is a plain `u64`: no check of
+/// the model's own could see it destroyed. Unbounded.
+fn handle_reference_is_tracked_until_dropped<C: RefCounter + 'static>(name: &str) {
+    loom_model(name, None, || {
+        let registry = Arc::new(Registry::new(LeakMode::Off));
+        let strong: Counted<u64, C> = Counted::builder(7).registry(&registry).build();
+        let weak = Counted::downgrade(&strong);
+        let user = thread::spawn(move || {
+            // The handles are dropped only explicitly: if loom fails the model while one
+            // lives, unwinding must not drop it (with the object destroyed under it, its
+            // `dec_ref` would panic during unwinding and abort the run).
+            let h = ManuallyDrop::new(weak.upgrade()?);
+            let clone = ManuallyDrop::new(Counted::clone(&h));
+            let value: &u64 = &clone;
+            let read = *value;
+            drop(ManuallyDrop::into_inner(h));
+            assert_eq!(read, *value);
+            Some(clone)
+        });
+        drop(strong);
+        let clone = user.join().unwrap();
+        if let Some(clone) = clone {
+            let clone = ManuallyDrop::into_inner(clone);
+            assert_eq!(*clone, 7);
+        }
+    });
+}
+
+#[test]
+fn handle_reference_is_tracked_until_dropped_refs() {
+    handle_reference_is_tracked_until_dropped::<Refs<u64>>(
+        "handle_reference_is_tracked_until_dropped_refs",
+    );
+}
+
+#[test]
+fn handle_reference_is_tracked_until_dropped_sticky() {
+    handle_reference_is_tracked_until_dropped::<StickyRefs<u64>>(
+        "handle_reference_is_tracked_until_dropped_sticky",
     );
 }

@@ -1,15 +1,17 @@
 //! shuttle runs of kernfs at a scale loom cannot explore: four threads doing random walks,
-//! opens, closes, creates, renames and unlinks on a deeper tree with a small dentry cache
-//! and a dynamic directory, under PCT and random schedules.
+//! opens, closes, creates, renames, unlinks and checks of the tree on a deeper tree with a
+//! small dentry cache and a dynamic directory, under PCT and random schedules.
 //!
 //! After every execution: no dead dentry in the tree or the cache, every live dentry is in
-//! the tree (no file is open any more), the deferred list is empty, the cache is within its
-//! capacity, and release leaves no inode and an empty leak registry.
+//! the tree (no file is open any more), the deferred list is empty, the cache still works
+//! (walking as many kept names as it holds fills it with them, and walking them again costs
+//! no lookup), and release leaves no inode and an empty leak registry.
 //!
 //! Run: `RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/shuttle cargo test -p refwatch-models --release --test shuttle_kernfs`
 #![cfg(shuttle)]
 
-use refwatch::kernfs::{Error, File, Filesystem, InodeRef, Inodes, Kind, Options, RegularFile};
+use refwatch::kernfs::testing::{Lookups, Proc};
+use refwatch::kernfs::{Error, File, Filesystem, Inodes, Kind, Options};
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::sync::{thread, Arc};
 use refwatch_models::shuttle_pct;
@@ -37,24 +39,13 @@ impl XorShift {
 const DIRS: [&str; 4] = ["/a", "/a/b", "/a/b/c", "/a/b/c/d"];
 const NAMES: [&str; 3] = ["x", "y", "z"];
 
-fn tree(registry: &Arc<Registry>) -> (Inodes, Filesystem) {
+/// The tree: `/proc` (the shared fixture; even names are kept), the directories of `DIRS`
+/// and a file `f` in each. Returns the count of `/proc` lookups too.
+fn tree(registry: &Arc<Registry>) -> (Inodes, Filesystem, Lookups) {
     let inodes = Inodes::with_registry(registry);
-    let root = inodes.dir();
-    let files = inodes.clone();
-    root.add_child(
-        "proc",
-        inodes.dynamic_dir(
-            move |name| {
-                let n: u32 = name.parse().map_err(|_| Error::NotFound)?;
-                Ok(InodeRef::new(RegularFile::new(
-                    files.base(Kind::File, 0o444).keep(n % 2 == 0),
-                    name.as_bytes().to_vec(),
-                )))
-            },
-            |_| {},
-        ),
-    )
-    .unwrap();
+    let proc = Proc::new().keep(|n| n % 2 == 0);
+    let lookups = proc.lookups();
+    let root = proc.mount(&inodes);
     let fs = Filesystem::with_options(
         root,
         Options {
@@ -67,7 +58,7 @@ fn tree(registry: &Arc<Registry>) -> (Inodes, Filesystem) {
         fs.mkdir(dir).unwrap();
         fs.create(&format!("{dir}/f")).unwrap();
     }
-    (inodes, fs)
+    (inodes, fs, lookups)
 }
 
 /// One random operation; errors that a race can cause (a name created or removed by another
@@ -80,7 +71,7 @@ fn random_op(fs: &Filesystem, rng: &mut XorShift, open: &mut Vec<File>) {
         Ok(()) | Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir) => {}
         Err(e) => panic!("{path}: unexpected {e}"),
     };
-    match rng.below(9) {
+    match rng.below(10) {
         0 => racy(fs.create(&path)),
         1 => racy(fs.unlink(&path)),
         2 => {
@@ -110,9 +101,15 @@ fn random_op(fs: &Filesystem, rng: &mut XorShift, open: &mut Vec<File>) {
         7 => {
             assert_eq!(fs.stat(&format!("{dir}/..")).unwrap().kind, Kind::Dir);
         }
-        _ => {
+        8 => {
             let entries = fs.readdir(dir).unwrap();
             assert!(entries.iter().any(|e| e.name == "f"));
+        }
+        // The tree's invariants hold whenever the filesystem lock is free: no dentry at
+        // zero in a children map (before some walk takes a reference on one and the counter
+        // panics), every child points back at its parent, every cached dentry is alive.
+        _ => {
+            fs.check_tree().expect("tree invariants between operations");
         }
     }
 }
@@ -121,7 +118,7 @@ fn random_op(fs: &Filesystem, rng: &mut XorShift, open: &mut Vec<File>) {
 fn random_walkers_on_a_deep_tree() {
     shuttle_pct("random_walkers_on_a_deep_tree", SCHEDULES, DEPTH, || {
         let registry = Arc::new(Registry::new(LeakMode::Warn));
-        let (inodes, fs) = tree(&registry);
+        let (inodes, fs, lookups) = tree(&registry);
         let fs = Arc::new(fs);
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -142,10 +139,34 @@ fn random_walkers_on_a_deep_tree() {
         let in_tree = fs.check_tree().expect("tree invariants");
         let stats = fs.stats();
         assert_eq!(stats.deferred, 0, "{stats:?}");
-        assert!(stats.cached_dentries <= CACHE, "{stats:?}");
         assert_eq!(
             stats.live_dentries, in_tree,
             "no file is open: every live dentry is in the tree ({stats:?})"
+        );
+        // The cache after the run: walking CACHE kept names fills it with exactly them (the
+        // directory /proc says not to keep its own dentry), and walking them again finds
+        // every one cached, with no new lookup. (Checking `cached <= CACHE` could not fail:
+        // the LRU enforces it by construction.)
+        let kept: Vec<String> = (0..CACHE)
+            .map(|i| format!("/proc/{}", 100 + 2 * i))
+            .collect();
+        for path in &kept {
+            assert_eq!(fs.stat(path).unwrap().kind, Kind::File);
+        }
+        let before = lookups.get();
+        for path in kept.iter().rev() {
+            assert_eq!(fs.stat(path).unwrap().kind, Kind::File);
+        }
+        let stats = fs.stats();
+        assert_eq!(
+            lookups.get(),
+            before,
+            "a kept name just walked was not cached ({stats:?})"
+        );
+        assert_eq!(stats.cached_dentries, CACHE, "{stats:?}");
+        assert_eq!(
+            stats.live_dentries,
+            fs.check_tree().expect("tree invariants")
         );
         let fs = Arc::try_unwrap(fs).expect("threads let go");
         fs.release();

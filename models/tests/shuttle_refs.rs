@@ -9,7 +9,7 @@ use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
 use refwatch::sync::{thread, Arc};
-use refwatch_models::probe::Probe;
+use refwatch_models::probe::{expect_alive, Canary, Probe};
 use refwatch_models::shuttle_pct;
 
 const THREADS: usize = 4;
@@ -46,8 +46,12 @@ fn many_holders_try_and_drop<C: RefCounter + 'static>(name: &str) {
                             );
                             if round % 2 == 0 {
                                 obj.inc();
+                                assert_eq!(obj.destructions(), 0, "destroyed while referenced");
                                 obj.dec();
                             }
+                            // Checked before the `dec_ref`: were the object destroyed under
+                            // this reference, the `dec_ref` would fail in the counter's own
+                            // misuse check first.
                             assert_eq!(obj.destructions(), 0, "destroyed while referenced");
                             obj.dec();
                         }
@@ -81,17 +85,20 @@ fn many_holders_try_and_drop_sticky() {
 }
 
 /// The RAII layer at scale: four threads clone, drop and upgrade handles to one object while
-/// each lets go of its strong handle at a different point; the value is dropped exactly once
-/// and the registry ends empty.
+/// each lets go of its strong handle at a different point; every handle sees the value alive
+/// (a [`Canary`]: checking the value itself could not fail, its bits stay after the
+/// destructor moves it out), the value is dropped exactly once and the registry ends empty.
 fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
     shuttle_pct(name, SCHEDULES, DEPTH, || {
         let drops = Arc::new(AtomicUsize::new(0));
         let registry = Arc::new(Registry::new(LeakMode::Warn));
         let d = drops.clone();
-        let first: Counted<u64, C> = Counted::builder(7)
+        let (canary, witness) = Canary::new();
+        let first: Counted<Canary, C> = Counted::builder(canary)
             .registry(&registry)
-            .on_destroy(move |v| {
-                assert_eq!(v, 7);
+            .on_destroy(move |canary| {
+                assert!(canary.is_alive(), "destroyed twice");
+                drop(canary);
                 d.fetch_add(1, Ordering::SeqCst);
             })
             .build();
@@ -105,10 +112,10 @@ fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
                             strong = None;
                         }
                         if let Some(h) = weak.upgrade() {
-                            assert_eq!(*h, 7);
+                            let h = expect_alive(h, "upgraded to a destroyed value");
                             let again = h.clone();
                             drop(h);
-                            assert_eq!(*again, 7);
+                            drop(expect_alive(again, "a clone outlived the value"));
                         }
                     }
                     drop(strong);
@@ -124,18 +131,19 @@ fn handles_upgrade_and_drop<C: RefCounter + 'static>(name: &str) {
             1,
             "value dropped exactly once"
         );
+        assert!(witness.dropped());
         assert!(registry.check().is_empty(), "registry must end empty");
     });
 }
 
 #[test]
 fn handles_upgrade_and_drop_refs() {
-    handles_upgrade_and_drop::<Refs<u64>>("handles_upgrade_and_drop_refs");
+    handles_upgrade_and_drop::<Refs<Canary>>("handles_upgrade_and_drop_refs");
 }
 
 #[test]
 fn handles_upgrade_and_drop_sticky() {
-    handles_upgrade_and_drop::<StickyRefs<u64>>("handles_upgrade_and_drop_sticky");
+    handles_upgrade_and_drop::<StickyRefs<Canary>>("handles_upgrade_and_drop_sticky");
 }
 
 /// The registry at scale: four threads create and destroy handles while a fifth turns
@@ -152,14 +160,18 @@ fn registry_many_threads_with_mode_changes() {
                 .map(|i| {
                     let registry = registry.clone();
                     thread::spawn(move || {
-                        for round in 0..ROUNDS as u64 {
-                            let h: Counted<u64> =
-                                Counted::builder(round).registry(&registry).build();
-                            if round % 3 == i as u64 % 3 {
+                        for round in 0..ROUNDS {
+                            let (canary, witness) = Canary::new();
+                            let h: Counted<Canary> =
+                                Counted::builder(canary).registry(&registry).build();
+                            if round % 3 == i % 3 {
                                 let c = h.clone();
                                 drop(h);
-                                assert_eq!(*c, round);
+                                drop(expect_alive(c, "a clone outlived the value"));
+                            } else {
+                                drop(h);
                             }
+                            assert!(witness.dropped(), "the last drop destroys");
                         }
                     })
                 })

@@ -6,7 +6,10 @@
 //!   `reap_unused` steps, full reaper walks and lookups, against a reference model that is a
 //!   plain map of flows with their state and last use (expired = absent). After every step
 //!   the same connections are live, in the same direction and state, and the table audits
-//!   clean; after a full walk, the live counter equals the model's count.
+//!   clean; after a full walk, no expired connection is left and the live counter equals the
+//!   model's count. The checks themselves change nothing (`peek` and `audit`, not `lookup`,
+//!   which reaps what it meets): only the operations under test remove connections, so a
+//!   reaper that misses some is seen.
 //! - `parse_never_panics`, `parse_round_trips_valid_headers`: arbitrary bytes never panic the
 //!   parser (and a failure never half-parses), and packets built from arbitrary valid headers
 //!   (IPv4 options, TCP options, IPv6, UDP, ICMP echo) parse back to the right tuple and
@@ -472,6 +475,8 @@ impl StateMachineTest for TableTest {
                     live,
                     "live counter after a full walk"
                 );
+                let audit = sut.table.audit().unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(audit.expired, 0, "expired connections after a full walk");
             }
             Op::Lookup { f, forward } => {
                 let got = sut
@@ -522,7 +527,7 @@ impl StateMachineTest for TableTest {
             for forward in [true, false] {
                 let got = sut
                     .table
-                    .lookup(&tuple(f, forward))
+                    .peek(&tuple(f, forward))
                     .map(|(c, dir)| (dir, c.state(), c.assured()));
                 let want = model.live(f).map(|flow| {
                     let dir = if flow.forward == forward {

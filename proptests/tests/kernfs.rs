@@ -19,9 +19,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
-use refwatch::kernfs::{
-    Error, File, Filesystem, InodeRef, Inodes, Kind, Options, RegularFile, NAME_MAX, PATH_MAX,
-};
+use refwatch::kernfs::testing::Proc;
+use refwatch::kernfs::{Error, File, Filesystem, Inodes, Kind, Options, NAME_MAX, PATH_MAX};
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::sync::Arc;
 use std::collections::HashMap;
@@ -622,25 +621,7 @@ impl StateMachineTest for KernfsTest {
     fn init_test(model: &Model) -> Sut {
         let registry = Arc::new(Registry::new(LeakMode::Warn));
         let inodes = Inodes::with_registry(&registry);
-        let root = inodes.dir();
-        let files = inodes.clone();
-        root.add_child(
-            "proc",
-            inodes.dynamic_dir(
-                move |name| {
-                    name.parse::<u64>().map_err(|_| Error::NotFound)?;
-                    Ok(InodeRef::new(RegularFile::new(
-                        files.base(Kind::File, 0o444).keep(false),
-                        name.as_bytes().to_vec(),
-                    )))
-                },
-                |list| {
-                    list("1", Kind::File);
-                    list("2", Kind::File);
-                },
-            ),
-        )
-        .unwrap();
+        let root = Proc::new().listed(&["1", "2"]).mount(&inodes);
         let fs = Filesystem::with_options(
             root,
             Options {
@@ -733,18 +714,12 @@ proptest! {
             prefix.push_str(&format!("/s{level}"));
             dir = next;
         }
-        let files = inodes.clone();
         let pattern = keep.clone();
-        dir.add_child("dyn", inodes.dynamic_dir(
-            move |name| {
-                let i: usize = name.parse().map_err(|_| Error::NotFound)?;
-                Ok(InodeRef::new(RegularFile::new(
-                    files.base(Kind::File, 0o444).keep(pattern[i % pattern.len()]),
-                    Vec::new(),
-                )))
-            },
-            |_| {},
-        )).unwrap();
+        let dynamic = Proc::new()
+            .keep(move |i| pattern[i as usize % pattern.len()])
+            .contents(|_| Vec::new())
+            .build(&inodes);
+        dir.add_child("dyn", dynamic).unwrap();
         drop(dir);
         let fs = Filesystem::with_options(root, Options {
             cache_capacity: capacity,

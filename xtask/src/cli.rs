@@ -8,18 +8,33 @@ Usage: cargo xtask verify [OPTIONS]
        cargo xtask oracle [ORACLE OPTIONS] [-- DIFFERENTIAL ARGS]
        cargo xtask traffic [TRAFFIC ARGS]
 
-Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/loom), every
-shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle), and
-every mutant (models/mutants/*.patch, applied to a scratch copy in target/mutants/work),
-then prints one report. Exits 0 only if every model passed and every mutant was killed.
-A model's seconds are its run alone; a mutant's include applying and rebuilding it. Full
-output of each run: target/verify-logs/.
+Runs every loom model (models/tests/loom_*.rs, RUSTFLAGS=\"--cfg loom\", target/loom) and
+every shuttle model (models/tests/shuttle_*.rs, RUSTFLAGS=\"--cfg shuttle\", target/shuttle)
+unmutated, then every mutant (models/mutants/*.patch, applied to a scratch copy in
+target/mutants/work), and prints one report; every row shows its reason.
+
+A mutant is killed only when its model fails by the model's own assertion (a panic in
+models/tests/ or models/src/) or a checker's violation (loom: deadlock, causality violation,
+leak, double panic; shuttle: deadlock), and only if that model passed unmutated in the same
+run. A production panic (core/src/), a checker limit, a timeout or a crash is not a kill.
+Each kill's depth is measured: the smallest loom preemption bound at which it fails (re-runs
+at 0, 1, 2, ...; `0 (no race)` needs no race), or for shuttle whether one thread at a time
+kills it too, with the failing schedule and whether it replays.
+
+Exits 0 only if every model passed, every mutant was killed (or, for a control mutant with
+`Expect:`, ended as expected) and, on a full run, every model has a kill at depth >= 1.
+Refuses to start (exit 2) while LOOM_MAX_PERMUTATIONS, LOOM_MAX_DURATION, LOOM_MAX_BRANCHES,
+LOOM_MAX_PREEMPTIONS, LOOM_CHECKPOINT_FILE, LOOM_CHECKPOINT_INTERVAL, SHUTTLE_RANDOM_SEED or
+a REFWATCH_* harness variable is set. An ignored, missing or silent model is an error.
+A model's seconds are its run alone; a mutant's are its run plus the depth search. Full
+output of each run: target/verify-logs/ (a mutant's depth runs next to its log).
 
 Options:
       --filter SUBSTR   only models whose name (or file::name) contains SUBSTR, and only
-                        mutants whose name or model contains SUBSTR
+                        mutants whose name or model contains SUBSTR (the models those
+                        mutants name run unmutated too)
       --skip-mutants    run the models only
-      --only-mutants    run the mutants only
+      --only-mutants    run the mutants, and only the baselines of the models they name
       --json            print only JSON on stdout (progress still goes to stderr)
       --timeout SECS    time limit for each model run, with or without a mutant [default: 300]
   -h, --help            print this help

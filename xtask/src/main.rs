@@ -10,18 +10,31 @@
 //!   `REFWATCH-MODEL` line the model prints; see `models/src/lib.rs`).
 //! - Each mutant is applied to a scratch copy of the workspace in `target/mutants/work` (never
 //!   to the working tree); all mutants of one checker share a target directory, so a mutant
-//!   only rebuilds what its patch touches. It is killed iff its model fails there.
+//!   only rebuilds what its patch touches.
+//! - Every run gets a [`verdict::Reason`]. A mutant is killed only when its model fails by
+//!   the model's own assertion or a checker's violation (not by a production panic, a
+//!   checker limit, a timeout or a crash), and only when that model passed unmutated earlier
+//!   in the same run (the baselines run first). Each kill's preemption depth is measured
+//!   ([`depth`]).
+//! - Variables that would shorten exploration are refused ([`environment`]); an ignored,
+//!   missing or silent model is an error.
 //!
-//! The exit code is 0 when every model passed and every mutant was killed, 1 otherwise, and
-//! 2 for a usage error.
+//! The exit code is 0 when every model passed, every mutant was killed and (on a full run)
+//! every model has a kill that needs a race; 1 otherwise; 2 for a usage error or a refused
+//! environment.
 
 mod checker;
 mod cli;
+mod depth;
+mod environment;
 mod exec;
+#[cfg(test)]
+mod fixtures;
 mod models;
 mod mutants;
 mod oracle;
 mod report;
+mod verdict;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(refusal) = environment::check() {
+        eprintln!("xtask: {refusal}");
+        return ExitCode::from(2);
+    }
     match verify(&workspace_root(), &options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -70,18 +87,23 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs what `options` selects, prints the report, and says whether everything held.
+///
+/// The selected mutants are planned first, so that the models they name run unmutated (their
+/// baselines) before any mutant, even under `--filter` or `--only-mutants`.
 fn verify(root: &Path, options: &Options) -> Result<bool> {
-    let mut models = Vec::new();
-    if !options.only_mutants {
-        for checker in Checker::ALL {
-            models.extend(models::run_all(root, checker, options)?);
-        }
-    }
-    let mutants = if options.skip_mutants {
+    let plan = if options.skip_mutants {
         Vec::new()
     } else {
-        mutants::run_all(root, options)?
+        mutants::plan(root, options)?
     };
+    let named = mutants::named_models(&plan);
+    let mut models = Vec::new();
+    if !options.only_mutants || !named.is_empty() {
+        for checker in Checker::ALL {
+            models.extend(models::run_all(root, checker, options, &named)?);
+        }
+    }
+    let mutants = mutants::run_all(root, options, &plan, &models)?;
     if models.is_empty() && mutants.is_empty() {
         eprintln!("verify: warning: nothing ran (no model or mutant matched)");
     }
@@ -95,18 +117,13 @@ fn verify(root: &Path, options: &Options) -> Result<bool> {
     };
     if options.json {
         println!("{}", report.to_json());
+        eprint!("{}", report.requirements());
         eprintln!("{}", report.summary());
         eprintln!("{}", report.tally());
     } else {
         print!("{}", report.table());
         print!("{}", report.failures());
-        let unguarded = report.unguarded();
-        if !unguarded.is_empty() {
-            println!(
-                "models that no mutant fails (each needs a models/mutants/*.patch naming it): {}",
-                unguarded.join(", ")
-            );
-        }
+        print!("{}", report.requirements());
         println!("{}", report.summary());
         println!("{}", report.tally());
     }

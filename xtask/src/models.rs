@@ -4,9 +4,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::checker::{Build, Checker, MODELS_DIR};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::checker::{Build, Checker, Purpose, MODELS_DIR};
 use crate::cli::Options;
 use crate::exec::{self, Logged};
+use crate::verdict::{classify, Exit, Reason};
 use crate::Result;
 
 /// The marker that starts the line a passing model prints (see `models/src/lib.rs`).
@@ -58,7 +62,7 @@ pub fn parse_model_line(line: &str) -> Option<ModelLine> {
     })
 }
 
-/// The verdict on one model.
+/// The verdict on one model, unmutated: its baseline.
 #[derive(Debug)]
 pub struct ModelResult {
     pub checker: Checker,
@@ -66,33 +70,46 @@ pub struct ModelResult {
     pub file: String,
     /// Test name (`two_try_inc_race_last_dec_refs`).
     pub name: String,
-    pub passed: bool,
-    pub timed_out: bool,
+    /// Why it passed or failed; only [`Reason::Passed`] is a pass.
+    pub reason: Reason,
     /// Wall-clock time of the model's run.
     pub seconds: f64,
     /// From the `REFWATCH-MODEL` line; `None` when it is missing.
     pub bound: Option<Bound>,
     /// Interleavings (loom) or schedules (shuttle) explored; `None` when the line is missing.
     pub iterations: Option<u64>,
-    /// The end of the model's output, kept when it failed.
+    /// The end of the model's output, kept when it did not pass.
     pub tail: Vec<String>,
-    /// How many `REFWATCH-MODEL` lines it printed (one when all is well).
-    pub report_lines: usize,
-    /// Its whole output.
-    pub log: PathBuf,
+    /// Its whole output (`None` when it did not run, being `#[ignore]`d).
+    pub log: Option<PathBuf>,
 }
 
 impl ModelResult {
-    fn from_run(checker: Checker, file: &str, name: &str, run: Logged) -> Result<ModelResult> {
+    /// `file::name`, as mutants name it.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.file, self.name)
+    }
+
+    pub fn passed(&self) -> bool {
+        self.reason.is_pass()
+    }
+
+    fn from_run(
+        checker: Checker,
+        file: &str,
+        name: &str,
+        run: Logged,
+        limit: Duration,
+        root: &Path,
+    ) -> Result<ModelResult> {
         let output = run.lines()?;
+        let reason = classify(&output.join("\n"), Exit::of(run.status, limit), &[root]);
         let lines: Vec<ModelLine> = output.iter().filter_map(|l| parse_model_line(l)).collect();
-        let passed = run.success();
+        let passed = reason.is_pass();
         Ok(ModelResult {
             checker,
             file: file.to_string(),
             name: name.to_string(),
-            passed,
-            timed_out: run.timed_out(),
             seconds: run.elapsed.as_secs_f64(),
             bound: weakest_bound(&lines),
             iterations: (!lines.is_empty()).then(|| lines.iter().map(|l| l.iterations).sum()),
@@ -101,9 +118,23 @@ impl ModelResult {
             } else {
                 exec::tail(&output)
             },
-            report_lines: lines.len(),
-            log: run.log,
+            reason,
+            log: Some(run.log),
         })
+    }
+
+    fn ignored(checker: Checker, file: &str, name: &str) -> ModelResult {
+        ModelResult {
+            checker,
+            file: file.to_string(),
+            name: name.to_string(),
+            reason: Reason::Ignored,
+            seconds: 0.0,
+            bound: None,
+            iterations: None,
+            tail: Vec::new(),
+            log: None,
+        }
     }
 }
 
@@ -145,9 +176,15 @@ pub fn test_files(workspace: &Path, checker: Checker) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// Builds and runs every model of `checker` in the workspace at `root` that `options` selects,
-/// each on its own, in `target/<checker>`.
-pub fn run_all(root: &Path, checker: Checker, options: &Options) -> Result<Vec<ModelResult>> {
+/// Builds and runs, each on its own in `target/<checker>`, every model of `checker` in the
+/// workspace at `root` that `options` selects or that a selected mutant names (`named`,
+/// `file::test`). A selected model that is `#[ignore]`d is a row with [`Reason::Ignored`].
+pub fn run_all(
+    root: &Path,
+    checker: Checker,
+    options: &Options,
+    named: &BTreeSet<String>,
+) -> Result<Vec<ModelResult>> {
     let files = test_files(root, checker)?;
     if files.is_empty() {
         eprintln!(
@@ -156,38 +193,33 @@ pub fn run_all(root: &Path, checker: Checker, options: &Options) -> Result<Vec<M
         );
         return Ok(Vec::new());
     }
+    let wanted = |file: &str, name: &str| {
+        let id = format!("{file}::{name}");
+        named.contains(&id) || (!options.only_mutants && options.selects(&[name, &id]))
+    };
     eprintln!("verify: {checker}: building {}", files.join(", "));
     let target_dir = root.join("target").join(checker.name());
-    let build = Build::compile(checker, root, &target_dir, &files, true)?;
+    let build = Build::compile(checker, root, &target_dir, &files, Purpose::Baseline)?;
 
     let mut results = Vec::new();
     for file in &files {
-        for name in build.list(file)? {
-            if !options.selects(&[&name, &format!("{file}::{name}")]) {
-                continue;
-            }
-            eprint!("verify: {checker} {file}::{name} ... ");
-            let log = log_path(root, checker, file, &name);
-            let run = build.run(file, &name, options.timeout, &log)?;
-            let result = ModelResult::from_run(checker, file, &name, run)?;
+        let list = build.list(file)?;
+        for name in list.ignored.iter().filter(|n| wanted(file, n)) {
             eprintln!(
-                "{} ({:.2} s)",
-                match (result.passed, result.timed_out) {
-                    (true, _) => "ok",
-                    (false, true) => "TIMED OUT",
-                    (false, false) => "FAILED",
-                },
-                result.seconds
+                "verify: {checker} {file}::{name} ... IGNORED (an #[ignore]d model checks nothing)"
             );
-            if result.passed && result.report_lines != 1 {
-                eprintln!(
-                    "verify: warning: {file}::{name} printed {} REFWATCH-MODEL lines, expected 1",
-                    result.report_lines
-                );
-            }
+            results.push(ModelResult::ignored(checker, file, name));
+        }
+        for name in list.run.iter().filter(|n| wanted(file, n)) {
+            eprint!("verify: {checker} {file}::{name} ... ");
+            let log = log_path(root, checker, file, name);
+            let run = build.run(file, name, options.timeout, &log, &[])?;
+            let result = ModelResult::from_run(checker, file, name, run, options.timeout, root)?;
+            eprintln!("{} ({:.2} s)", result.reason, result.seconds);
             results.push(result);
         }
     }
+    results.sort_by_key(ModelResult::id);
     Ok(results)
 }
 

@@ -89,9 +89,18 @@ struct Inner {
     proto: Proto,
     last_used: Instant,
     status: Status,
+    /// The latest time a decision about the connection was made at (see [`Conn`]).
+    seen: Instant,
 }
 
 impl Inner {
+    /// The time to decide at: the caller's clock reading, or the latest time a decision was
+    /// already made at if that is later (the caller's reading is stale), which it records.
+    fn decide_at(&mut self, now: Instant) -> Instant {
+        self.seen = self.seen.max(now);
+        self.seen
+    }
+
     fn state(&self) -> State {
         let replied = if self.status.seen_reply {
             UdpState::Replied
@@ -140,12 +149,23 @@ pub(crate) enum UpdateError {
 /// A tracked connection. Shared (`Arc`) between its two table entries and the callers of
 /// `track`; it stays readable after it left the table.
 ///
-/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time
-/// and the status (reply seen, assured). It is the innermost lock: the table takes it only
+/// Lock: `inner` (the connection's own lock) protects the protocol state, the last-used time,
+/// the status (reply seen, assured) and `seen` (below). It is the innermost lock: the table takes it only
 /// inside a bucket lock of this connection, and nothing is locked while it is held (see the
 /// table's lock order), so the accessors below are safe to call from anywhere.
 /// `deadline` is written only under `inner` *and* a bucket lock of this connection, so it is
 /// exact for a reader holding both bucket locks and a hint for a reader holding one.
+///
+/// Time: a packet path reads the clock once, before it takes any lock, so its reading can be
+/// older than one another thread has already acted on. Every decision that reads or moves
+/// the deadline under `inner` (an update, an expiry check before removal, the lookup's
+/// confirmation) is made at the later of the caller's reading and the latest time a decision
+/// about this connection was made at, `seen`, which it then records. The lock orders these
+/// decisions, so their times never go backwards: a connection found expired stays expired (a
+/// delayed packet cannot revive it after another thread judged it expired and replaced it),
+/// and a delayed packet never sets the last use or the deadline back. (Reading the clock
+/// under the lock would do the same at the price of a second clock read per packet, a
+/// quarter of a hit's cost on the development VM.) Outside `inner`, a reading is a hint.
 pub struct Conn {
     original: Tuple,
     /// Buckets of the original and of the reply tuple. Immutable.
@@ -228,6 +248,7 @@ impl Conn {
             proto,
             last_used: now,
             status: Status::default(),
+            seen: now,
         };
         let snap = inner.snapshot();
         let conn = Conn {
@@ -239,7 +260,8 @@ impl Conn {
         Ok((conn, snap))
     }
 
-    /// Feeds `pkt`, travelling in `dir`, to the connection at `now`.
+    /// Feeds `pkt`, travelling in `dir`, to the connection at `now` — or at the latest time
+    /// a decision about it was made at, if that is later (see [`Conn`]).
     ///
     /// Preconditions: the caller holds the lock of the bucket where it found this connection's
     /// `dir` tuple (so no one can remove the connection meanwhile).
@@ -251,6 +273,7 @@ impl Conn {
         config: &Config,
     ) -> Result<Updated, UpdateError> {
         let mut inner = self.inner.lock();
+        let now = inner.decide_at(now);
         if self.expired_at(now) {
             return Err(UpdateError::Expired);
         }
@@ -327,9 +350,11 @@ impl Conn {
         now.as_nanos() > self.deadline.load(Ordering::Acquire)
     }
 
-    /// [`expired_at`](Conn::expired_at), exact: read under the connection's lock.
+    /// Whether the connection is expired at `now` (or at the latest time a decision about it
+    /// was made at, if later), decided and recorded under the connection's lock: exact.
     pub(crate) fn expired_locked(&self, now: Instant) -> bool {
-        let _inner = self.inner.lock();
+        let mut inner = self.inner.lock();
+        let now = inner.decide_at(now);
         self.expired_at(now)
     }
 

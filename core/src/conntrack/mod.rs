@@ -41,7 +41,7 @@ mod tuple;
 
 pub use conn::{Conn, Invalid, State, UdpState};
 pub use packet::{Layer, Packet, ParseError, TcpFlags, TcpSegment, Transport};
-pub use reaper::{ConnTrack, Reaper};
+pub use reaper::{ConnTrack, Reaper, ReaperPanicked};
 pub use table::{
     Audit, AuditError, Config, ConfigError, ConnTable, ReaperConfig, Stats, TrackError, Tracked,
 };

@@ -8,6 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::ops::Deref;
+use std::panic::{self, AssertUnwindSafe};
 
 /// Protected by [`Shared::state`].
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ struct ReaperState {
     served: u64,
     /// Passes completed.
     passes: u64,
+    /// Set once, when a pass panicked: the thread is gone and no pass will run again.
+    panicked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +38,13 @@ struct Shared {
 /// interval that pass returned, or until it is kicked or stopped, whichever comes first. It
 /// holds the table through an `Arc`, so the table outlives it; dropping the `Reaper` wakes
 /// it and joins it, so it never outlives its `Reaper`.
+///
+/// If a pass panics (the table's [`Clock`] panicked, say), the thread ends: the panic is
+/// reported as usual, and every caller waiting in [`reap_now`](Reaper::reap_now) or
+/// [`wait_for_passes`](Reaper::wait_for_passes), or calling them later, gets
+/// [`ReaperPanicked`] instead of waiting forever. The table stays consistent (it reads its
+/// clock before it changes anything) and usable; its packet paths and lookups still remove
+/// the expired connections they meet.
 ///
 /// Lock: the state mutex is never held while reaping, and no bucket lock is held while
 /// taking it.
@@ -79,14 +89,18 @@ impl Reaper {
         state.requested
     }
 
-    /// Asks for a pass and blocks until a pass that started after the request has finished
-    /// (or the reaper was stopped).
-    pub fn reap_now(&self) {
+    /// Asks for a pass and blocks until a pass that started after the request has finished.
+    /// Fails if the reaper thread panicked before such a pass finished.
+    pub fn reap_now(&self) -> Result<(), ReaperPanicked> {
         let ticket = self.request();
         let mut state = self.shared.state.lock();
-        while state.served < ticket && !state.stop {
+        while state.served < ticket && !state.stop && !state.panicked {
             state = self.shared.wake.wait(state);
         }
+        if state.served < ticket && state.panicked {
+            return Err(ReaperPanicked);
+        }
+        Ok(())
     }
 
     /// Passes completed so far.
@@ -94,17 +108,56 @@ impl Reaper {
         self.shared.state.lock().passes
     }
 
-    /// Blocks until at least `n` passes have completed; returns the count.
-    pub fn wait_for_passes(&self, n: u64) -> u64 {
+    /// Whether the reaper thread panicked (and so will run no more passes).
+    pub fn panicked(&self) -> bool {
+        self.shared.state.lock().panicked
+    }
+
+    /// Blocks until at least `n` passes have completed; returns the count. Fails if the
+    /// reaper thread panicked before that.
+    pub fn wait_for_passes(&self, n: u64) -> Result<u64, ReaperPanicked> {
         let mut state = self.shared.state.lock();
-        while state.passes < n && !state.stop {
+        while state.passes < n && !state.stop && !state.panicked {
             state = self.shared.wake.wait(state);
         }
-        state.passes
+        if state.passes < n && state.panicked {
+            return Err(ReaperPanicked);
+        }
+        Ok(state.passes)
     }
 }
 
+/// The reaper thread panicked during a pass (the panic itself was reported when it
+/// happened): no pass will run again. See [`Reaper`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaperPanicked;
+
+impl fmt::Display for ReaperPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the conntrack reaper thread panicked: no pass will run")
+    }
+}
+
+impl std::error::Error for ReaperPanicked {}
+
+/// The reaper thread's body. A panic in a pass must not end the thread silently: the callers
+/// of `reap_now` and `wait_for_passes` wait for the state to change, so the thread marks
+/// itself dead, under the state lock, and wakes them all before it ends. The panic is caught
+/// (not left to unwind the thread) so that the thread ends the same way under every backend,
+/// the model checkers included; the panic hook has already reported it.
 fn run<C: Clock, S: BuildHasher>(table: &ConnTable<C, S>, shared: &Shared) {
+    // Unwind safety: the table reads its clock before it changes anything, wherever it reads
+    // it, so a panic leaves it consistent (and its locks do not poison: see `crate::sync`);
+    // nothing of the pass is used after a panic but the shared state, whose lock is not held
+    // during a pass.
+    if panic::catch_unwind(AssertUnwindSafe(|| serve(table, shared))).is_err() {
+        let mut state = shared.state.lock();
+        state.panicked = true;
+        shared.wake.notify_all();
+    }
+}
+
+fn serve<C: Clock, S: BuildHasher>(table: &ConnTable<C, S>, shared: &Shared) {
     let mut start = 0;
     let mut interval = table.config().reaper.min_interval;
     loop {

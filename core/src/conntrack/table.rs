@@ -224,6 +224,12 @@ pub enum AuditError {
         /// Entries for its reply tuple.
         replies: usize,
     },
+    /// Two connections in the table, neither expired, share a tuple (in either direction):
+    /// two live connections for one flow.
+    Duplicate {
+        /// The shared tuple.
+        tuple: Tuple,
+    },
     /// The counters disagree with the contents.
     Counts {
         /// `live` as counted.
@@ -249,6 +255,9 @@ impl fmt::Display for AuditError {
                 f,
                 "connection {original} has {originals} original and {replies} reply tuples in the table (want 1 and 1)"
             ),
+            AuditError::Duplicate { tuple } => {
+                write!(f, "tuple {tuple} belongs to two unexpired connections")
+            }
             AuditError::Counts {
                 live,
                 connections,
@@ -299,6 +308,26 @@ enum Removal {
     Closed,
 }
 
+/// A slot of the table's `live` count, reserved for a connection about to be created. It is
+/// given back when dropped — the flow turned out to exist, the tracker refused the packet, or
+/// a panic (from the clock, say) unwound through the creation — unless the new connection
+/// [`fill`](Slot::fill)s it.
+#[must_use]
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Slot<'_> {
+    /// The new connection is in the table: the slot is its own now.
+    fn fill(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The two bucket locks of a connection, taken in ascending index order.
 struct Pair<'a> {
     lo: usize,
@@ -346,6 +375,8 @@ impl Pair<'_> {
 ///   held: no one ever sees a connection with one tuple in the table;
 /// - a lookup never returns a connection that has expired by its `now`;
 /// - at most one unexpired connection exists per tuple (creation re-checks under both locks);
+/// - a connection found expired stays expired, and its last use and deadline never move back
+///   in time (decisions under the connection's lock never go back in time: see [`Conn`]);
 /// - `live` counts connections in the table, and never exceeds `max`.
 ///
 /// There is no table-wide lock: the bucket array is immutable, so nothing on a packet path
@@ -370,6 +401,11 @@ impl Pair<'_> {
 ///   the connection once, when it is really gone.
 /// - The seed's `reapUnused` walks `len(buckets)/128` buckets: none at all below 128 buckets.
 ///   refwatch walks at least one.
+/// - refwatch's own first version read the clock once per packet, before any lock, and
+///   decided with that time under the locks: a delayed packet could set a connection's last
+///   use and deadline back (and, after that, revive one that another thread had judged
+///   expired and replaced: two live connections for one flow). A connection now records the
+///   latest time a decision about it was made at, and no later decision goes back before it.
 pub struct ConnTable<C = MonotonicClock, S = RandomState> {
     buckets: Box<[Mutex<BucketInner>]>,
     mask: usize,
@@ -504,6 +540,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// creates it, updates its state and last use, and says what happened. This is the call
     /// a packet path makes; it takes no table-wide lock.
     pub fn track(&self, pkt: &Packet) -> Result<Tracked, TrackError> {
+        // Read before any lock: other threads may act on later readings before this packet
+        // takes its locks, so decisions under a connection's lock never go back in time from
+        // the latest one made (see `Conn`).
         let now = self.clock.now();
         let t = *pkt.tuple();
         let (b, fp) = self.hash(&t);
@@ -560,7 +599,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// in either direction, meanwhile) and inserts both tuples.
     fn create(&self, pkt: &Packet, b: usize, fp: u32, now: Instant) -> Result<Tracked, TrackError> {
         let t = *pkt.tuple();
-        self.reserve(b, now)?;
+        let slot = self.reserve(b, now)?;
         let reply = t.reply();
         let (r, rfp) = self.hash(&reply);
         let mut stale = Vec::new();
@@ -585,19 +624,18 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             // Another thread created the flow meanwhile: the packet was its update. A
             // connection the update ended leaves here, under both of its bucket locks (its
             // tuples are `t`, in `b`, and `t.reply()`, in `r`).
+            // Unless a new connection fills the reserved slot, it is released on return.
             let done = match existing {
-                // Keep the reserved slot: the packet opens a new connection below.
+                // The packet opens a new connection below, in the reserved slot.
                 Some((conn, Found::Reopen)) => {
                     self.remove_locked(&mut pair, &conn);
                     None
                 }
                 Some((conn, Found::Remove(tracked))) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
                     self.remove_locked(&mut pair, &conn);
                     Some(Ok(tracked))
                 }
                 Some((_, Found::Done(result))) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
                     if result.is_err() {
                         pair.get(b).stats.invalid += 1;
                     }
@@ -609,6 +647,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 Some(result) => result,
                 None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
                     Ok((conn, snap)) => {
+                        slot.fill();
                         let conn = Arc::new(conn);
                         let orig = pair.get(b);
                         orig.entries.push(Entry {
@@ -625,7 +664,6 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                         Ok(tracked(&conn, Direction::Original, snap, true))
                     }
                     Err(inv) => {
-                        self.live.fetch_sub(1, Ordering::AcqRel);
                         pair.get(b).stats.invalid += 1;
                         Err(TrackError::Invalid(inv))
                     }
@@ -637,28 +675,29 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Takes one slot of `live` if there is one.
-    fn try_reserve(&self) -> bool {
+    fn try_reserve(&self) -> Option<Slot<'_>> {
         let max = self.max;
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
+            .ok()
+            .map(|_| Slot(&self.live))
     }
 
     /// Reserves a slot for a new connection hashing to bucket `b`: when the table is full,
     /// reaps the expired connections of `b` and the next buckets, then early-drops
     /// connections that are not assured (or are closing) there, before refusing.
-    fn reserve(&self, b: usize, now: Instant) -> Result<(), TrackError> {
-        if self.try_reserve() {
-            return Ok(());
+    fn reserve(&self, b: usize, now: Instant) -> Result<Slot<'_>, TrackError> {
+        if let Some(slot) = self.try_reserve() {
+            return Ok(slot);
         }
         let scan = self.config.early_drop_scan.clamp(1, self.buckets.len());
         for k in 0..scan {
             self.reap_bucket((b + k) & self.mask, now);
         }
-        if self.try_reserve() {
-            return Ok(());
+        if let Some(slot) = self.try_reserve() {
+            return Ok(slot);
         }
         for k in 0..scan {
             let i = (b + k) & self.mask;
@@ -672,10 +711,10 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                     .collect()
             };
             for victim in victims {
-                if self.remove_if(&victim, Removal::EarlyDropped, |c| c.evictable())
-                    && self.try_reserve()
-                {
-                    return Ok(());
+                if self.remove_if(&victim, Removal::EarlyDropped, |c| c.evictable()) {
+                    if let Some(slot) = self.try_reserve() {
+                        return Ok(slot);
+                    }
                 }
             }
         }
@@ -738,14 +777,15 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Removes the connections in `stale` that are still expired at `now`. Returns how many
-    /// it removed.
+    /// Removes the connections in `stale` that are expired at `now`, or at the latest time a
+    /// decision about them was made at (one found expired stays expired: see `Conn`). Returns
+    /// how many it removed.
     ///
     /// Preconditions: the caller holds no bucket lock.
     fn reap_stale(&self, stale: Vec<Arc<Conn>>, now: Instant) -> usize {
         let mut removed = 0;
         for conn in stale {
-            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_at(now)) {
+            if self.remove_if(&conn, Removal::Reaped, |c| c.expired_locked(now)) {
                 removed += 1;
             }
         }
@@ -771,7 +811,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Finds the connection of `t` without touching its state, reaping expired tuples met on
-    /// the way. Never returns an expired connection.
+    /// the way. Never returns a connection expired by its `now` (or by a later time at which
+    /// another thread already found it expired); [`peek`](ConnTable::peek) is the same
+    /// without the reaping.
     pub fn lookup(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
         let now = self.clock.now();
         let (b, fp) = self.hash(t);
@@ -797,6 +839,22 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         };
         self.reap_stale(stale, now);
         found
+    }
+
+    /// Finds the connection of `t`, as [`lookup`](ConnTable::lookup) does, but removes
+    /// nothing: expired tuples it meets stay where they are, for the reaper or a packet path
+    /// to remove. For observing a table without disturbing it (diagnostics, tests of the
+    /// reaper). Takes `t`'s bucket lock, then the lock of each connection that matches.
+    pub fn peek(&self, t: &Tuple) -> Option<(Arc<Conn>, Direction)> {
+        let now = self.clock.now();
+        let (b, fp) = self.hash(t);
+        let guard = self.buckets[b].lock();
+        guard
+            .entries
+            .iter()
+            .filter(|e| e.fingerprint == fp && e.conn.tuple(e.dir) == *t)
+            .find(|e| !e.conn.expired_locked(now))
+            .map(|e| (Arc::clone(&e.conn), e.dir))
     }
 
     /// One step of incremental garbage collection: walks `buckets / fraction` buckets (at
@@ -852,11 +910,13 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Checks every invariant the table keeps: each tuple in the bucket its hash names, each
-    /// connection with exactly its two tuples, counters matching the contents. Meaningful
-    /// when no other thread uses the table (the buckets are locked one at a time).
+    /// connection with exactly its two tuples, no tuple shared by two unexpired connections,
+    /// counters matching the contents. Meaningful when no other thread uses the table (the
+    /// buckets are locked one at a time). Changes nothing: expired connections stay.
     pub fn audit(&self) -> Result<Audit, AuditError> {
         let now = self.clock.now();
         let mut seen: HashMap<*const Conn, (Arc<Conn>, usize, usize)> = HashMap::new();
+        let mut owners: HashMap<Tuple, *const Conn> = HashMap::new();
         let mut tuples = 0;
         for (i, bucket) in self.buckets.iter().enumerate() {
             let b = bucket.lock();
@@ -865,6 +925,11 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 let tuple = e.conn.tuple(e.dir);
                 if self.bucket_of(&tuple) != i || e.conn.bucket(e.dir) != i {
                     return Err(AuditError::WrongBucket { tuple, bucket: i });
+                }
+                if !e.conn.expired_at(now)
+                    && *owners.entry(tuple).or_insert(Arc::as_ptr(&e.conn)) != Arc::as_ptr(&e.conn)
+                {
+                    return Err(AuditError::Duplicate { tuple });
                 }
                 let slot = seen
                     .entry(Arc::as_ptr(&e.conn))

@@ -1,6 +1,7 @@
 //! Table-level tests on the manual clock.
 
 use super::*;
+use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::time::{Clock, ManualClock};
 use std::collections::hash_map::DefaultHasher;
@@ -391,7 +392,7 @@ fn the_reaper_alone_fully_reaps_a_table_of_16_buckets() {
     // No kick: the reaper's own timer drives it. A pass in progress now may have read the
     // clock before it moved, so wait for 17.
     let from = ct.reaper().passes();
-    ct.reaper().wait_for_passes(from + 17);
+    ct.reaper().wait_for_passes(from + 17).unwrap();
     assert_eq!(ct.stats().live, 0);
     assert_eq!(ct.stats().reaped, 64);
     assert_eq!(ct.audit().unwrap().tuples, 0);
@@ -404,14 +405,14 @@ fn reap_now_returns_after_a_pass_that_saw_the_latest_clock() {
     let ct = ConnTrack::from_table(table);
     ct.track(&udp(addr(1, 1), addr(2, 2))).unwrap();
     clock.advance(Duration::from_secs(31));
-    ct.reaper().reap_now();
+    ct.reaper().reap_now().unwrap();
     assert_eq!(ct.stats().reaped, 1);
 }
 
 #[test]
 fn dropping_conntrack_stops_and_joins_the_reaper() {
     let ct = ConnTrack::new(Config::with_buckets(16)).unwrap();
-    ct.reaper().wait_for_passes(1);
+    ct.reaper().wait_for_passes(1).unwrap();
     let table = Arc::clone(ct.table());
     assert_eq!(
         Arc::strong_count(&table),
@@ -450,4 +451,155 @@ fn a_connection_costs_well_under_256_bytes() {
     // Arc header (2 words) + Conn, and two 16-byte bucket entries.
     let per_conn = 16 + std::mem::size_of::<Conn>() + 2 * 16;
     assert!(per_conn <= 200, "{per_conn} bytes");
+}
+
+/// A clock that panics on every read from a chosen one on: how a test makes a reaper pass,
+/// or a packet path, panic (the clock is the one thing a user plugs into the table).
+#[derive(Debug)]
+struct BreakableClock {
+    time: ManualClock,
+    reads: AtomicUsize,
+    /// The first read that panics (`usize::MAX`: none).
+    broken_from: AtomicUsize,
+}
+
+impl BreakableClock {
+    fn new() -> Self {
+        BreakableClock {
+            time: ManualClock::new(),
+            reads: AtomicUsize::new(0),
+            broken_from: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Every read from now on panics.
+    fn break_now(&self) {
+        self.broken_from
+            .store(self.reads.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The `n`th read from now on (0: the next one), and every one after it, panics.
+    fn break_after(&self, n: usize) {
+        self.broken_from
+            .store(self.reads.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+    }
+
+    fn repair(&self) {
+        self.broken_from.store(usize::MAX, Ordering::SeqCst);
+    }
+}
+
+impl Clock for BreakableClock {
+    fn now(&self) -> crate::time::Instant {
+        let n = self.reads.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            n < self.broken_from.load(Ordering::SeqCst),
+            "the test clock broke (on purpose)"
+        );
+        self.time.now()
+    }
+}
+
+/// Bug 6: a reaper pass that panics ends the reaper thread; `reap_now` and
+/// `wait_for_passes`, before or after, return an error instead of waiting forever.
+#[test]
+fn a_reaper_whose_pass_panics_fails_reap_now_and_wait_for_passes() {
+    use std::sync::mpsc;
+    let clock = Arc::new(BreakableClock::new());
+    let table = ConnTable::with_clock(Config::with_buckets(4), Arc::clone(&clock)).unwrap();
+    let ct = Arc::new(ConnTrack::from_table(table));
+    assert_eq!(ct.reaper().wait_for_passes(1), Ok(1));
+    assert!(!ct.reaper().panicked());
+    clock.break_now();
+    // The waits run on another thread so that a reaper that dies without a word, leaving
+    // them blocked for ever, fails this test (at the deadline) instead of hanging it.
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let ct = Arc::clone(&ct);
+        std::thread::spawn(move || {
+            let now = ct.reaper().reap_now();
+            let passes = ct.reaper().wait_for_passes(u64::MAX);
+            tx.send((now, passes)).unwrap();
+        })
+    };
+    let (now, passes) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("reap_now or wait_for_passes still waiting 30 s after the reaper panicked");
+    waiter.join().unwrap();
+    assert_eq!(now, Err(ReaperPanicked));
+    assert_eq!(passes, Err(ReaperPanicked));
+    assert!(ct.reaper().panicked());
+    // Later calls fail at once; passes completed before the panic still count.
+    assert_eq!(ct.reaper().reap_now(), Err(ReaperPanicked));
+    assert_eq!(ct.reaper().wait_for_passes(1), Ok(ct.reaper().passes()));
+    // The table still works.
+    clock.repair();
+    assert!(ct.track(&udp(addr(1, 1), addr(2, 2))).unwrap().created);
+    let ct = Arc::into_inner(ct).expect("the waiter is gone");
+    drop(ct); // joins the dead reaper without panicking
+}
+
+/// Every clock read the table makes can panic (a user's clock): wherever it does, the table
+/// is left consistent — no half-created connection, no slot of `live` lost. (Each operation
+/// reads the clock once, before it changes anything; this keeps it so.)
+#[test]
+fn a_clock_that_panics_anywhere_in_track_leaves_the_table_consistent() {
+    let script = |t: &ConnTable<Arc<BreakableClock>, Fixed>, clock: &BreakableClock| {
+        let below = (1..u16::MAX)
+            .map(|p| (addr(1, p), addr(2, 53)))
+            .find(|&(a, b)| {
+                let orig = Tuple::udp(a, b).unwrap();
+                t.bucket_of(&orig) > t.bucket_of(&orig.reply())
+            })
+            .unwrap();
+        let steps: Vec<Box<dyn Fn()>> = vec![
+            Box::new(|| drop(t.track(&udp(below.0, below.1)))),
+            Box::new(|| drop(t.track(&udp(addr(3, 1), addr(4, 53))))),
+            Box::new(|| drop(t.track(&udp(addr(4, 53), addr(3, 1))))),
+            Box::new(|| drop(t.track(&tcp(addr(5, 1), addr(6, 80), F::SYN, 100, 0)))),
+            Box::new(|| {
+                drop(t.track(&tcp(addr(6, 80), addr(5, 1), F::RST | F::ACK, 0, 101)));
+            }),
+            Box::new(|| clock.time.advance(Duration::from_secs(31))),
+            // Expired: found, judged, removed, created again (both directions).
+            Box::new(|| drop(t.track(&udp(below.0, below.1)))),
+            Box::new(|| drop(t.track(&udp(addr(4, 53), addr(3, 1))))),
+            Box::new(|| drop(t.lookup(&Tuple::udp(addr(3, 1), addr(4, 53)).unwrap()))),
+            Box::new(|| {
+                let _ = t.reap_unused(0, Duration::from_millis(10));
+            }),
+            // Full: early drop makes room.
+            Box::new(|| drop(t.track(&udp(addr(7, 1), addr(8, 53))))),
+            Box::new(|| drop(t.track(&udp(addr(7, 2), addr(8, 53))))),
+        ];
+        for step in steps {
+            // Each step on its own: a panic in one does not skip the others.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step));
+        }
+    };
+    let make = || {
+        let clock = Arc::new(BreakableClock::new());
+        let config = Config {
+            max_connections: Some(3),
+            ..Config::with_buckets(4)
+        };
+        let t =
+            ConnTable::with_clock_and_hasher(config, Arc::clone(&clock), Fixed::default()).unwrap();
+        (t, clock)
+    };
+    let reads = {
+        let (t, clock) = make();
+        script(&t, &clock);
+        t.audit().unwrap();
+        clock.reads.load(Ordering::SeqCst)
+    };
+    assert!(reads >= 10, "{reads} clock reads");
+    for k in 0..reads {
+        let (t, clock) = make();
+        clock.break_after(k);
+        script(&t, &clock);
+        clock.repair();
+        t.audit()
+            .unwrap_or_else(|e| panic!("clock panicking from read {k} on: {e}"));
+    }
 }

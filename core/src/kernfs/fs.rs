@@ -37,7 +37,10 @@ pub struct Options {
     /// How many dentries the cache keeps alive with nothing else referring to them
     /// ([`DEFAULT_CACHE_CAPACITY`] by default; 0 turns the cache off).
     pub cache_capacity: usize,
-    /// Where dentries register for leak checking ([`Registry::global`] when `None`).
+    /// Where dentries register for leak checking ([`Registry::global`] when `None`). Its
+    /// mode is read once, by [`Filesystem::with_options`]: if checking is on then, every
+    /// dentry of the filesystem registers (and unregisters when destroyed) even after
+    /// checking is turned off, so the registry never loses track of one.
     pub registry: Option<Arc<Registry>>,
 }
 
@@ -126,7 +129,9 @@ struct FsInner {
     cache: Mutex<Lru<Arc<Dentry>>>,
     /// Each entry is one reference to drop once no kernfs lock is held.
     deferred: Mutex<Vec<Arc<Dentry>>>,
-    /// Where dentries register, if leak checking was on at creation.
+    /// Where dentries register, if leak checking was on at creation. Read once: every
+    /// dentry of the filesystem registers and unregisters on that reading, whatever the
+    /// registry's mode is later.
     registry: Option<Arc<Registry>>,
     live: AtomicUsize,
     peak: AtomicUsize,
@@ -271,8 +276,8 @@ impl FsInner {
         }
         let inode = parent.inode().lookup(name)?;
         let child = self.attach(parent, &mut children, name, inode);
-        drop(children);
         self.keep_or_defer(&child);
+        drop(children);
         Ok(child)
     }
 
@@ -292,7 +297,9 @@ impl FsInner {
         let child = Dentry::new(inode, Some(Arc::clone(parent)), name);
         children.insert(name.to_owned(), Arc::clone(&child));
         if let Some(registry) = &self.registry {
-            registry.register(RegisteredDentry(Arc::clone(&child)));
+            // Whatever the mode is now: the filesystem read it once, when it was made, and
+            // `destroy` unregisters on that reading (re-reading it here is bug 1 of issue 10).
+            registry.register_always(RegisteredDentry(Arc::clone(&child)));
         }
         let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(live, Ordering::Relaxed);
@@ -303,7 +310,12 @@ impl FsInner {
     /// says keep, or to the deferred list: then the dentry lives only as long as the
     /// operation, unless someone took a reference meanwhile.
     ///
-    /// Preconditions: no children lock is held (the cache lock is taken).
+    /// Preconditions: the children lock of `d`'s parent is held, as it was when `d` was
+    /// attached. A walk that finds `d` stale (its inode invalidated since) takes it out of
+    /// the tree and out of the cache under that lock; were `d` cached after the lock was
+    /// released, a stale dentry could be cached outside the tree, alive with no file open
+    /// (the loom model `invalidate_races_cached_lookups`). The cache lock comes after the
+    /// children locks in the lock order.
     fn keep_or_defer(&self, d: &Arc<Dentry>) {
         let d = Arc::clone(d);
         if d.inode().keep() {
@@ -397,10 +409,11 @@ impl Filesystem {
             return Err(Error::NotDir);
         }
         let registry = options.registry.unwrap_or_else(Registry::global);
+        // The one reading of the mode: it decides for every dentry of this filesystem.
         let registry = registry.enabled().then_some(registry);
         let root = Dentry::new(root, None, "");
         if let Some(registry) = &registry {
-            registry.register(RegisteredDentry(Arc::clone(&root)));
+            registry.register_always(RegisteredDentry(Arc::clone(&root)));
         }
         Ok(Filesystem {
             inner: Arc::new(FsInner {
@@ -684,8 +697,8 @@ impl Filesystem {
         let inode = make(parent.inode(), name)?;
         let mut children = parent.children.lock();
         let child = self.inner.attach(&parent, &mut children, name, inode);
-        drop(children);
         self.inner.keep_or_defer(&child);
+        drop(children);
         Ok(())
     }
 }

@@ -95,7 +95,9 @@ impl Inodes {
         Inodes::with_registry(&Registry::global())
     }
 
-    /// Inodes that register with `registry` (when its mode is not off).
+    /// Inodes that register with `registry` (when its mode is not off). The mode is read
+    /// once, here: if checking is on, every inode made by these `Inodes` (and their clones)
+    /// registers, and unregisters when destroyed, even after checking is turned off.
     pub fn with_registry(registry: &Arc<Registry>) -> Self {
         Inodes {
             registry: registry.enabled().then(|| Arc::clone(registry)),
@@ -393,7 +395,9 @@ impl InodeRef {
         let base = inode.base();
         base.owner.live.fetch_add(1, Ordering::Relaxed);
         if let Some(registry) = &base.owner.registry {
-            registry.register(RegisteredInode {
+            // Whatever the mode is now: `Inodes` read it once, and the inode unregisters on
+            // that reading when it is destroyed.
+            registry.register_always(RegisteredInode {
                 inode: Arc::clone(&inode),
                 type_name: type_name::<I>(),
             });

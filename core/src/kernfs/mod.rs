@@ -60,5 +60,11 @@ pub use inode::{
 pub use ordered::OrderedChildren;
 pub use path::{NAME_MAX, PATH_MAX};
 
+/// The `/proc/<n>` fixture of refwatch's own tests, benches, proptests and models: only for
+/// unit tests and with the `testing` feature (see the module).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
+
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests;

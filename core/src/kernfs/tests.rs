@@ -1,9 +1,9 @@
 //! Unit tests of the filesystem's contract. Concurrency is the models' job (`models/`),
 //! random operation sequences the proptests' (`proptests/tests/kernfs.rs`).
 
+use super::testing::Proc;
 use super::*;
 use crate::leak::{LeakMode, Registry};
-use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
 
 struct Setup {
@@ -28,24 +28,10 @@ fn fs_with(s: &Setup, root: InodeRef, cache_capacity: usize) -> Filesystem {
     .unwrap()
 }
 
-/// A dynamic directory whose every decimal name is a fresh file (keep as given), counting
-/// its lookups.
-fn counting_dynamic(inodes: &Inodes, keep: bool, lookups: Arc<AtomicUsize>) -> InodeRef {
-    let files = inodes.clone();
-    inodes.dynamic_dir(
-        move |name| {
-            name.parse::<u64>().map_err(|_| Error::NotFound)?;
-            lookups.fetch_add(1, Ordering::Relaxed);
-            Ok(InodeRef::new(RegularFile::new(
-                files.base(Kind::File, 0o444).keep(keep),
-                name.as_bytes().to_vec(),
-            )))
-        },
-        |list| {
-            list("1", Kind::File);
-            list("2", Kind::File);
-        },
-    )
+/// The `/proc` fixture: every decimal name is a fresh file (kept as given) holding its name,
+/// and `1` and `2` are listed.
+fn proc(keep: bool) -> Proc {
+    Proc::new().keep(move |_| keep).listed(&["1", "2"])
 }
 
 fn names(fs: &Filesystem, path: &str) -> Vec<String> {
@@ -59,13 +45,9 @@ fn names(fs: &Filesystem, path: &str) -> Vec<String> {
 #[test]
 fn lookup_dentries_of_transient_inodes_live_only_for_the_operation() {
     let s = setup();
-    let lookups = Arc::new(AtomicUsize::new(0));
-    let root = s.inodes.dir();
-    root.add_child(
-        "proc",
-        counting_dynamic(&s.inodes, false, Arc::clone(&lookups)),
-    )
-    .unwrap();
+    let proc = proc(false);
+    let lookups = proc.lookups();
+    let root = proc.mount(&s.inodes);
     let fs = fs_with(&s, root, 8);
     for pid in 0..100 {
         assert_eq!(fs.stat(&format!("/proc/{pid}")).unwrap().kind, Kind::File);
@@ -76,7 +58,7 @@ fn lookup_dentries_of_transient_inodes_live_only_for_the_operation() {
         assert_eq!(stats.cached_dentries, 0);
         assert_eq!(stats.deferred, 0);
     }
-    assert_eq!(lookups.load(Ordering::Relaxed), 100);
+    assert_eq!(lookups.get(), 100);
     assert!(fs.stats().peak_live_dentries <= 3);
     // Only the directory inodes survive: the dynamic files died with their dentries.
     assert_eq!(s.inodes.live(), 2);
@@ -89,13 +71,9 @@ fn lookup_dentries_of_transient_inodes_live_only_for_the_operation() {
 #[test]
 fn kept_dentries_are_cached_and_reused() {
     let s = setup();
-    let lookups = Arc::new(AtomicUsize::new(0));
-    let root = s.inodes.dir();
-    root.add_child(
-        "proc",
-        counting_dynamic(&s.inodes, true, Arc::clone(&lookups)),
-    )
-    .unwrap();
+    let proc = proc(true);
+    let lookups = proc.lookups();
+    let root = proc.mount(&s.inodes);
     let fs = fs_with(&s, root, 8);
     for _ in 0..10 {
         for pid in 0..5 {
@@ -103,7 +81,7 @@ fn kept_dentries_are_cached_and_reused() {
         }
     }
     assert_eq!(
-        lookups.load(Ordering::Relaxed),
+        lookups.get(),
         5,
         "cached dentries are found again, not looked up"
     );
@@ -116,13 +94,9 @@ fn kept_dentries_are_cached_and_reused() {
 #[test]
 fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
     let s = setup();
-    let lookups = Arc::new(AtomicUsize::new(0));
-    let root = s.inodes.dir();
-    root.add_child(
-        "proc",
-        counting_dynamic(&s.inodes, true, Arc::clone(&lookups)),
-    )
-    .unwrap();
+    let proc = proc(true);
+    let lookups = proc.lookups();
+    let root = proc.mount(&s.inodes);
     let fs = fs_with(&s, root, 4);
     for pid in 0..100 {
         fs.stat(&format!("/proc/{pid}")).unwrap();
@@ -132,16 +106,12 @@ fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
     }
     assert!(fs.stats().peak_live_dentries <= 4 + 3);
     // The most recent names are cached: looking them up again costs no lookup.
-    let before = lookups.load(Ordering::Relaxed);
+    let before = lookups.get();
     fs.stat("/proc/99").unwrap();
     fs.stat("/proc/98").unwrap();
-    assert_eq!(lookups.load(Ordering::Relaxed), before);
+    assert_eq!(lookups.get(), before);
     fs.stat("/proc/0").unwrap();
-    assert_eq!(
-        lookups.load(Ordering::Relaxed),
-        before + 1,
-        "/proc/0 was evicted"
-    );
+    assert_eq!(lookups.get(), before + 1, "/proc/0 was evicted");
     assert_eq!(fs.check_tree(), Ok(1 + 1 + 4));
 }
 
@@ -212,9 +182,7 @@ fn files_outlive_the_filesystem_and_release_on_close() {
 fn release_with_leak_checking_leaves_the_registry_empty() {
     let registry = Arc::new(Registry::new(LeakMode::Panic));
     let inodes = Inodes::with_registry(&registry);
-    let root = inodes.dir();
-    root.add_child("proc", counting_dynamic(&inodes, true, Arc::default()))
-        .unwrap();
+    let root = proc(true).mount(&inodes);
     let fs = Filesystem::with_options(
         root,
         Options {
@@ -241,21 +209,17 @@ fn release_with_leak_checking_leaves_the_registry_empty() {
 #[test]
 fn invalid_dentries_are_revalidated_by_lookup() {
     let s = setup();
-    let lookups = Arc::new(AtomicUsize::new(0));
-    let root = s.inodes.dir();
-    root.add_child(
-        "proc",
-        counting_dynamic(&s.inodes, true, Arc::clone(&lookups)),
-    )
-    .unwrap();
+    let proc = proc(true);
+    let lookups = proc.lookups();
+    let root = proc.mount(&s.inodes);
     let fs = fs_with(&s, root, 8);
     let first = fs.open("/proc/7").unwrap();
     let ino = first.stat().ino;
     fs.stat("/proc/7").unwrap();
-    assert_eq!(lookups.load(Ordering::Relaxed), 1);
+    assert_eq!(lookups.get(), 1);
     first.dentry.inode().base().invalidate();
     let again = fs.stat("/proc/7").unwrap();
-    assert_eq!(lookups.load(Ordering::Relaxed), 2, "looked up again");
+    assert_eq!(lookups.get(), 2, "looked up again");
     assert_ne!(
         again.ino, ino,
         "a new inode, while the open file keeps the old one"
@@ -265,7 +229,7 @@ fn invalid_dentries_are_revalidated_by_lookup() {
     drop(first);
     // The stale dentry died when its last holder let go; the new one is untouched.
     assert_eq!(fs.stat("/proc/7").unwrap().ino, again.ino);
-    assert_eq!(lookups.load(Ordering::Relaxed), 2);
+    assert_eq!(lookups.get(), 2);
     assert_eq!(fs.stats().live_dentries, 3);
 }
 
@@ -443,9 +407,7 @@ fn rename_moves_names_and_open_files_follow() {
 #[test]
 fn dynamic_directories_refuse_changes() {
     let s = setup();
-    let root = s.inodes.dir();
-    root.add_child("proc", counting_dynamic(&s.inodes, false, Arc::default()))
-        .unwrap();
+    let root = proc(false).mount(&s.inodes);
     let fs = fs_with(&s, root, 8);
     assert_eq!(fs.mkdir("/proc/x"), Err(Error::NotPermitted));
     assert_eq!(fs.create("/proc/x"), Err(Error::NotPermitted));
@@ -507,4 +469,32 @@ fn the_leak_report_names_a_leaked_inode() {
     );
     drop(leaked);
     assert!(s.registry.report().is_empty());
+}
+
+/// A filesystem and its inodes read the leak mode once, when they are made: turning checking
+/// off on a live filesystem must not leave a dentry or an inode that is unregistered when it
+/// is destroyed without having been registered (the handle's bug, found again in kernfs).
+#[test]
+fn leak_checking_turned_off_on_a_live_filesystem_keeps_the_registry_consistent() {
+    let s = setup();
+    let fs = fs_with(&s, s.inodes.dir(), 0);
+    fs.mkdir("/d").unwrap();
+    s.registry.set_mode(LeakMode::Off);
+    // A new inode and a new dentry, made with checking off; with no cache, the dentry is
+    // destroyed as soon as the operation ends, and looking the name up again makes another.
+    fs.create("/d/f").unwrap();
+    assert_eq!(fs.stat("/d/f").unwrap().kind, Kind::File);
+    let open = fs.open("/d/f").unwrap();
+    // Everything this filesystem and these inodes made is registered: they decided once.
+    assert_eq!(
+        s.registry.live_count(),
+        fs.stats().live_dentries + s.inodes.live(),
+        "{}",
+        s.registry.report()
+    );
+    drop(open);
+    fs.unlink("/d/f").unwrap();
+    drop(fs);
+    assert_eq!(s.inodes.live(), 0);
+    assert!(s.registry.report().is_empty(), "{}", s.registry.report());
 }
