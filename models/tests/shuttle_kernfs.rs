@@ -124,7 +124,7 @@ fn random_walkers_on_a_deep_tree() {
             .map(|t| {
                 let fs = Arc::clone(&fs);
                 thread::spawn(move || {
-                    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x2545_f491);
+                    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x2545_f491));
                     let mut open = Vec::new();
                     for _ in 0..OPS {
                         random_op(&fs, &mut rng, &mut open);
