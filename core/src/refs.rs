@@ -707,6 +707,27 @@ mod tests {
         assert!(!o.try_inc_ref());
     }
 
+    /// A dead counter, seen from another thread: destroyed, no references, a try fails and
+    /// every misuse is reported.
+    fn reads_dead_to_everyone(c: &impl RefCounter) {
+        assert!(c.is_destroyed());
+        assert_eq!(c.read_refs(), 0);
+        assert!(
+            !c.try_inc_ref(|| unreachable!()),
+            "a dead object was revived"
+        );
+        let msg = panic_message(|| c.dec_ref(|| unreachable!()));
+        assert!(
+            msg.contains("dec_ref on an object with no references"),
+            "{msg}"
+        );
+        let msg = panic_message(|| c.inc_ref());
+        assert!(
+            msg.contains("inc_ref on an object with no references"),
+            "{msg}"
+        );
+    }
+
     /// The window of a misuse `dec_ref` on a dead word, replayed by hand: its decrement is
     /// in, its undo not yet. The word must still read dead to everyone (bug 3 of issue 10:
     /// with a one-bit marker the borrow cleared it, and a try revived the object).
@@ -717,22 +738,7 @@ mod tests {
         c.dec_ref(|| runs.set(runs.get() + 1));
         let dead = c.word.load(Ordering::Relaxed);
         c.word.fetch_sub(1, Ordering::Release); // a misuse dec_ref, before its undo
-        assert!(c.is_destroyed());
-        assert_eq!(c.read_refs(), 0);
-        assert!(
-            !c.try_inc_ref(|| unreachable!()),
-            "a dead object was revived"
-        );
-        let msg = panic_message(|| c.dec_ref(|| unreachable!()));
-        assert!(
-            msg.contains("dec_ref on an object with no references"),
-            "{msg}"
-        );
-        let msg = panic_message(|| c.inc_ref());
-        assert!(
-            msg.contains("inc_ref on an object with no references"),
-            "{msg}"
-        );
+        reads_dead_to_everyone(&c);
         c.word.fetch_add(1, Ordering::Relaxed); // the first misuse's undo
         assert_eq!(c.word.load(Ordering::Relaxed), dead, "every misuse undone");
         assert_eq!(runs.get(), 1);
@@ -743,22 +749,7 @@ mod tests {
         let c = StickyRefs::<Probe>::new();
         c.dec_ref(|| {});
         c.word.fetch_sub(1, Ordering::Release); // a misuse dec_ref, before its undo
-        assert!(c.is_destroyed());
-        assert_eq!(c.read_refs(), 0);
-        assert!(
-            !c.try_inc_ref(|| unreachable!()),
-            "a dead object was revived"
-        );
-        let msg = panic_message(|| c.dec_ref(|| unreachable!()));
-        assert!(
-            msg.contains("dec_ref on an object with no references"),
-            "{msg}"
-        );
-        let msg = panic_message(|| c.inc_ref());
-        assert!(
-            msg.contains("inc_ref on an object with no references"),
-            "{msg}"
-        );
+        reads_dead_to_everyone(&c);
         c.word.fetch_add(1, Ordering::Relaxed);
         assert!(c.is_destroyed());
     }

@@ -75,9 +75,16 @@ fn try_inc_races_last_dec_sticky() {
 /// destructor must still run exactly once, and a try after the end must fail; a successful
 /// try writes its cell while it holds, as in (a).
 fn two_try_inc_race_last_dec<C: RefCounter + 'static>(name: &str) {
-    loom_model(name, None, || {
+    tries_race_last_dec::<C>(name, 2, None);
+}
+
+/// `tries` threads each `try_inc_ref` (and, if that succeeds, write their cell and let go)
+/// while the main thread drops the last reference; then exactly one destruction, and a try
+/// after the end fails. The body of the two- and three-try models.
+fn tries_race_last_dec<C: RefCounter + 'static>(name: &str, tries: usize, bound: Option<usize>) {
+    loom_model(name, bound, move || {
         let obj = Arc::new(Probe::<C>::new());
-        let tryers: Vec<_> = (1..=2)
+        let tryers: Vec<_> = (1..=tries)
             .map(|i| {
                 let obj = obj.clone();
                 thread::spawn(move || {
@@ -263,35 +270,7 @@ fn registry_consistent_under_concurrent_create_destroy() {
 /// `seed_try_inc_leak`, depth 3): ~6 s for `Refs` and ~3 s for `StickyRefs` on two cores
 /// (bound 5: ~34 s and ~19 s; bound 3: under a second).
 fn three_tries_race_last_dec<C: RefCounter + 'static>(name: &str) {
-    loom_model(name, Some(4), || {
-        let obj = Arc::new(Probe::<C>::new());
-        let tryers: Vec<_> = (1..=3)
-            .map(|i| {
-                let obj = obj.clone();
-                thread::spawn(move || {
-                    if obj.try_inc() {
-                        assert_eq!(
-                            obj.destructions(),
-                            0,
-                            "try_inc_ref returned true on a destroyed object"
-                        );
-                        obj.write_cell(i, 1);
-                        obj.dec();
-                    }
-                })
-            })
-            .collect();
-        obj.dec();
-        for t in tryers {
-            t.join().unwrap();
-        }
-        assert_eq!(
-            obj.destructions(),
-            1,
-            "the destructor must run exactly once (0 = the seed's leak)"
-        );
-        assert!(!obj.try_inc(), "a try after the end must fail");
-    });
+    tries_race_last_dec::<C>(name, 3, Some(4));
 }
 
 #[test]
