@@ -421,10 +421,7 @@ fn interleaved_hits(h: &Hits, rounds: usize) {
     println!("{}", c.table(&["dashmap"]));
     let label = "refwatch / dashmap throughput, 2 threads";
     let ratio = c.throughput_ratio("refwatch", "dashmap");
-    println!(
-        "{}\n",
-        c.target_line(label, ratio, "none: reported")
-    );
+    println!("{}\n", c.target_line(label, ratio, "none: reported"));
 }
 
 fn track_new_flows(c: &mut Criterion) {
@@ -538,10 +535,7 @@ fn interleaved_lookups(
     println!("{}", c.table(&["pointer_chase"]));
     let ratio = c.ratio("lookup", "pointer_chase");
     let label = "lookup in dependent random reads";
-    println!(
-        "{}\n",
-        c.target_line(label, ratio, "none: reported")
-    );
+    println!("{}\n", c.target_line(label, ratio, "none: reported"));
 }
 
 fn reaping(c: &mut Criterion) {

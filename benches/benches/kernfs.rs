@@ -28,7 +28,7 @@ use refwatch::kernfs::{File, Filesystem, Inodes, Options};
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs};
 use refwatch::sync::{Arc, Mutex, RwLock};
-use refwatch_benches::interleaved::{compare, rounds_from_env, Variant};
+use refwatch_benches::interleaved::{compare, repeat, rounds_from_env, Variant};
 use refwatch_benches::{Clock, Cycle};
 use std::hint::black_box;
 
@@ -203,11 +203,6 @@ fn walks<'a>(fs: &'a Filesystem, paths: &'a [String]) -> impl Fn(u64) + Sync + '
     on_paths(paths, move |p| {
         black_box(fs.walk(p).unwrap());
     })
-}
-
-/// `n` calls of `op` (for the variants that repeat one operation).
-fn repeat(op: impl Fn() + Sync) -> impl Fn(u64) + Sync {
-    move |n| (0..n).for_each(|_| op())
 }
 
 /// `open`+close and `stat` of distinct files: one thread against two, throughput.

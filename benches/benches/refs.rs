@@ -31,7 +31,7 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
-use refwatch_benches::interleaved::{compare, rounds_from_env, Variant};
+use refwatch_benches::interleaved::{compare, repeat, rounds_from_env, Variant};
 use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
 use std::hint::black_box;
 use std::sync::{Arc, Weak};
@@ -216,19 +216,6 @@ criterion_group! {
 // Interleaved comparisons
 // ---------------------------------------------------------------------------------------------
 
-/// `n` round trips of `op` on `x` (`op` is a function item, so the loop is monomorphic).
-fn times<'a, X, F>(x: &'a X, op: F) -> impl Fn(u64) + Sync + 'a
-where
-    X: Sync + ?Sized,
-    F: Fn(&X) + Sync + 'a,
-{
-    move |n| {
-        for _ in 0..n {
-            op(x);
-        }
-    }
-}
-
 fn interleaved(rounds: usize) {
     let clock = Clock::from_env();
     let refs = Padded(Refs::<Object>::new());
@@ -236,12 +223,12 @@ fn interleaved(rounds: usize) {
     let arc = Arc::new(Payload::default());
     let weak = Arc::downgrade(&arc);
 
-    let refs_inc = times(&*refs, inc_dec);
-    let sticky_inc = times(&*sticky, inc_dec);
-    let refs_try = times(&*refs, try_inc_dec);
-    let sticky_try = times(&*sticky, try_inc_dec);
-    let arc_clone = times(&arc, arc_clone_drop);
-    let weak_upgrade = times(&weak, weak_upgrade_drop);
+    let refs_inc = repeat(|| inc_dec(&*refs));
+    let sticky_inc = repeat(|| inc_dec(&*sticky));
+    let refs_try = repeat(|| try_inc_dec(&*refs));
+    let sticky_try = repeat(|| try_inc_dec(&*sticky));
+    let arc_clone = repeat(|| arc_clone_drop(&arc));
+    let weak_upgrade = repeat(|| weak_upgrade_drop(&weak));
     let v = Variant::alone;
 
     let inc = [

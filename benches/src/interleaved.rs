@@ -44,6 +44,12 @@ pub fn rounds_from_env() -> Option<usize> {
 /// operation).
 pub type Run<'a> = &'a (dyn Fn(u64) + Sync);
 
+/// `n` calls of `op`: a slot run for a variant that repeats one operation (`op` is a closure
+/// of its own type, so the loop is monomorphic and inlines it).
+pub fn repeat(op: impl Fn() + Sync) -> impl Fn(u64) + Sync {
+    move |n| (0..n).for_each(|_| op())
+}
+
 /// One contender.
 pub struct Variant<'a> {
     /// The name shown in the report, as in the criterion group.
