@@ -5,6 +5,15 @@
 //! Run (short measurements: the machine is shared):
 //! `cargo bench -p refwatch-benches --bench conntrack -- --warm-up-time 1 --measurement-time 3`
 //!
+//! Under `cargo bench`, two groups also run an interleaved pass on the tables they built (see
+//! `refwatch_benches::interleaved`; `REFWATCH_BENCH_ROUNDS` rounds, default 30, 0 skips it):
+//! - `conntrack_track_hit`: every design's hit path in alternating slots, one thread and two
+//!   (the measured thread on the first half of the flows, a pinned helper on the second), as
+//!   ratios to dashmap.
+//! - `conntrack_lookup`: each table size's lookups in alternating slots with a pointer chase
+//!   over a buffer as large as the table (`refwatch_benches::chase`): lookup cost in units of
+//!   the machine's dependent random read at that size.
+//!
 //! Every design does the same work per packet: read the clock, find the tuple (both
 //! directions are keys), then update the connection's state and last use under the
 //! connection's own lock. The peers do not reap, check expiry or bound their size, so the
@@ -14,6 +23,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dashmap::DashMap;
 use refwatch::conntrack::{Config, ConnTable, Direction, Packet, TcpFlags, TcpSegment, Tuple};
 use refwatch::time::{Clock, Instant, MonotonicClock};
+use refwatch_benches::chase::Chase;
+use refwatch_benches::interleaved::{compare, rounds_from_env, Variant};
+use refwatch_benches::{Clock as BenchClock, Cycle};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -64,6 +76,17 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns what it returned with the bytes it left allocated (single-threaded:
+/// every thread's allocations count while it runs).
+fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    COUNTING.store(true, Ordering::SeqCst);
+    let before = ALLOCATED.load(Ordering::SeqCst);
+    let result = f();
+    let bytes = ALLOCATED.load(Ordering::SeqCst) - before;
+    COUNTING.store(false, Ordering::SeqCst);
+    (result, bytes.max(0) as usize)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Flows and the peer designs
@@ -282,10 +305,19 @@ fn tcp_flow(table: &ConnTable, i: usize) -> [Packet; 2] {
     ]
 }
 
-fn track_hits(c: &mut Criterion) {
-    let mut g = c.benchmark_group("conntrack_track_hit");
-    g.throughput(Throughput::Elements(1));
-    // Both directions of every flow; each thread takes its own half of the flows.
+/// The tables of `conntrack_track_hit`, every flow in them, and the packets that hit them.
+struct Hits {
+    /// Both directions of every UDP flow; each thread takes its own half of the flows.
+    packets: Vec<Packet>,
+    refwatch: ConnTable,
+    mutex: MutexMap,
+    dash: Dash,
+    /// The same flows in TCP, established: the TCP tracker's cost on the hit path.
+    tcp_packets: Vec<Packet>,
+    tcp_table: ConnTable,
+}
+
+fn hits() -> Hits {
     let packets: Vec<Packet> = (0..HIT_FLOWS)
         .flat_map(|i| [packet(i, true), packet(i, false)])
         .collect();
@@ -297,30 +329,99 @@ fn track_hits(c: &mut Criterion) {
         mutex.track(p);
         dash.track(p);
     }
-    // The same table and flows in TCP, established: the TCP tracker's cost on the hit path.
     let tcp_table = refwatch_table(1 << 14, 1 << 20);
     let tcp_packets: Vec<Packet> = (0..HIT_FLOWS)
         .flat_map(|i| tcp_flow(&tcp_table, i))
         .collect();
+    Hits {
+        packets,
+        refwatch,
+        mutex,
+        dash,
+        tcp_packets,
+        tcp_table,
+    }
+}
+
+fn track_hits(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_track_hit");
+    g.throughput(Throughput::Elements(1));
+    let h = hits();
     for threads in [1, 2] {
         g.bench_with_input(BenchmarkId::new("refwatch", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| run_threads(&refwatch, &packets, t, iters))
+            b.iter_custom(|iters| run_threads(&h.refwatch, &h.packets, t, iters))
         });
         g.bench_with_input(
             BenchmarkId::new("refwatch_tcp", threads),
             &threads,
-            |b, &t| b.iter_custom(|iters| run_threads(&tcp_table, &tcp_packets, t, iters)),
+            |b, &t| b.iter_custom(|iters| run_threads(&h.tcp_table, &h.tcp_packets, t, iters)),
         );
         g.bench_with_input(
             BenchmarkId::new("mutex_hashmap", threads),
             &threads,
-            |b, &t| b.iter_custom(|iters| run_threads(&mutex, &packets, t, iters)),
+            |b, &t| b.iter_custom(|iters| run_threads(&h.mutex, &h.packets, t, iters)),
         );
         g.bench_with_input(BenchmarkId::new("dashmap", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| run_threads(&dash, &packets, t, iters))
+            b.iter_custom(|iters| run_threads(&h.dash, &h.packets, t, iters))
         });
     }
     g.finish();
+    if let Some(rounds) = rounds_from_env() {
+        interleaved_hits(&h, rounds);
+    }
+}
+
+/// A slot's work: `n` packets of `packets` through `tracker`, resuming where the last ended.
+type Slot<'a> = Box<dyn Fn(u64) + Sync + 'a>;
+
+/// A design's two slot runs: the first half of the flows (the measured thread's) and the
+/// second (the helper's, in the two-thread slots), so that no connection is shared.
+fn halves<'a, T: Tracker>(tracker: &'a T, packets: &'a [Packet]) -> [Slot<'a>; 2] {
+    // Both directions of a flow are adjacent: an even split keeps flows whole.
+    let (a, b) = packets.split_at(packets.len() / 4 * 2);
+    [a, b].map(|mine| -> Slot<'a> {
+        let cycle = Cycle::new(mine);
+        Box::new(move |n| {
+            cycle.run(n, |p| {
+                black_box(tracker.track(p));
+            })
+        })
+    })
+}
+
+/// The hit path of every design in alternating slots, alone and beside a helper on the other
+/// half of the flows; ratios to dashmap.
+fn interleaved_hits(h: &Hits, rounds: usize) {
+    let clock = BenchClock::from_env();
+    let designs = [
+        ("refwatch", halves(&h.refwatch, &h.packets)),
+        ("refwatch_tcp", halves(&h.tcp_table, &h.tcp_packets)),
+        ("mutex_hashmap", halves(&h.mutex, &h.packets)),
+        ("dashmap", halves(&h.dash, &h.packets)),
+    ];
+    let one: Vec<Variant<'_>> = designs
+        .iter()
+        .map(|(name, [mine, _])| Variant::alone(name, &**mine))
+        .collect();
+    let two: Vec<Variant<'_>> = designs
+        .iter()
+        .map(|(name, [mine, theirs])| Variant::beside(name, &**mine, &**theirs))
+        .collect();
+    let c = compare("conntrack_track_hit/1", clock, &one, rounds, 1 << 15);
+    println!("{}", c.table(&["dashmap"]));
+    for design in ["refwatch", "refwatch_tcp"] {
+        let label = format!("{design} / dashmap, 1 thread");
+        println!(
+            "{}",
+            c.target_line(&label, c.ratio(design, "dashmap"), "<= 0.4")
+        );
+    }
+    println!();
+    let c = compare("conntrack_track_hit/2", clock, &two, rounds, 1 << 15);
+    println!("{}", c.table(&["dashmap"]));
+    let label = "refwatch / dashmap throughput, 2 threads";
+    let ratio = c.throughput_ratio("refwatch", "dashmap");
+    println!("{}\n", c.target_line(label, ratio, "none: reported"));
 }
 
 fn track_new_flows(c: &mut Criterion) {
@@ -354,32 +455,42 @@ fn track_new_flows(c: &mut Criterion) {
     g.finish();
 }
 
-/// A table of `n` connections with `buckets` buckets, and the tuples to look up in a
-/// shuffled order (so that large tables pay their cache misses).
-fn populated(n: usize, buckets: usize) -> (ConnTable, Vec<Tuple>) {
+/// A table of `n` connections with `buckets` buckets.
+fn filled_table(n: usize, buckets: usize) -> ConnTable {
     let table = refwatch_table(buckets, n * 2);
     for i in 0..n {
         ConnTable::track(&table, &packet(i, true)).unwrap();
     }
+    table
+}
+
+/// The tuples of [`filled_table`]`(n, _)` in a shuffled order (so that large tables pay their
+/// cache misses).
+fn shuffled_tuples(n: usize) -> Vec<Tuple> {
     let mut order: Vec<usize> = (0..n).collect();
     // A fixed permutation (multiplicative hashing), no RNG dependency.
     order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let tuples = order
+    order
         .into_iter()
         .map(|i| *packet(i, true).tuple())
-        .collect();
-    (table, tuples)
+        .collect()
 }
+
+/// `conntrack_lookup`'s cases: label, connections, buckets.
+const LOOKUP_CASES: [(&str, usize, usize); 4] = [
+    ("1K", 1_000, 1 << 10),
+    ("100K", 100_000, 1 << 17),
+    ("1M", 1_000_000, 1 << 20),
+    ("1M_default_16K_buckets", 1_000_000, 1 << 14),
+];
 
 fn lookup_latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack_lookup");
-    for (label, n, buckets) in [
-        ("1K", 1_000, 1 << 10),
-        ("100K", 100_000, 1 << 17),
-        ("1M", 1_000_000, 1 << 20),
-        ("1M_default_16K_buckets", 1_000_000, 1 << 14),
-    ] {
-        let (table, tuples) = populated(n, buckets);
+    let rounds = rounds_from_env();
+    for (label, n, buckets) in LOOKUP_CASES {
+        // Each table is built once, for criterion and the interleaved pass: 1M takes seconds.
+        let (table, bytes) = counted(|| filled_table(n, buckets));
+        let tuples = shuffled_tuples(n);
         let mut i = 0;
         g.bench_function(label, |b| {
             b.iter(|| {
@@ -387,15 +498,51 @@ fn lookup_latency(c: &mut Criterion) {
                 black_box(table.lookup(&tuples[i]).is_some())
             })
         });
+        if let Some(rounds) = rounds {
+            interleaved_lookups(label, &table, &tuples, bytes, rounds);
+        }
     }
     g.finish();
+}
+
+/// The same lookups as criterion's, in alternating slots with a pointer chase over a buffer of
+/// the table's size (`bytes`, as the counting allocator saw it).
+fn interleaved_lookups(
+    label: &str,
+    table: &ConnTable,
+    tuples: &[Tuple],
+    bytes: usize,
+    rounds: usize,
+) {
+    let chase = Chase::with_bytes(bytes, 0x5eed_cafe);
+    let cycle = Cycle::new(tuples);
+    let lookup = |n| {
+        cycle.run(n, |t| {
+            black_box(table.lookup(t).is_some());
+        })
+    };
+    let read = |n| chase.run(n);
+    let variants = [
+        Variant::alone("lookup", &lookup),
+        Variant::alone("pointer_chase", &read),
+    ];
+    let title = format!(
+        "conntrack_lookup/{label} (table {:.1} MiB, chase over {:.1} MiB)",
+        bytes as f64 / (1 << 20) as f64,
+        chase.bytes() as f64 / (1 << 20) as f64
+    );
+    let c = compare(&title, BenchClock::from_env(), &variants, rounds, 1 << 14);
+    println!("{}", c.table(&["pointer_chase"]));
+    let ratio = c.ratio("lookup", "pointer_chase");
+    let label = "lookup in dependent random reads";
+    println!("{}\n", c.target_line(label, ratio, "none: reported"));
 }
 
 fn reaping(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack_reap_unused");
     g.sample_size(10);
     {
-        let (table, _) = populated(100_000, 1 << 14);
+        let table = filled_table(100_000, 1 << 14);
         let mut start = 0;
         g.bench_function("one_call_16K_buckets_100K_conns", |b| {
             b.iter(|| {
@@ -406,7 +553,7 @@ fn reaping(c: &mut Criterion) {
         });
     }
     {
-        let (table, _) = populated(1_000_000, 1 << 20);
+        let table = filled_table(1_000_000, 1 << 20);
         let calls = table.config().reaper.fraction;
         g.bench_function("full_traversal_1M_conns", |b| {
             b.iter(|| {
@@ -428,14 +575,13 @@ fn memory(_: &mut Criterion) {
         ("full at the default load, 4 per bucket", N / 4),
         ("one per bucket", N.next_power_of_two()),
     ] {
-        COUNTING.store(true, Ordering::SeqCst);
-        let before = ALLOCATED.load(Ordering::SeqCst);
-        let table = refwatch_table(buckets, N);
-        for i in 0..N {
-            ConnTable::track(&table, &packet(i, true)).unwrap();
-        }
-        let bytes = ALLOCATED.load(Ordering::SeqCst) - before;
-        COUNTING.store(false, Ordering::SeqCst);
+        let (table, bytes) = counted(|| {
+            let table = refwatch_table(buckets, N);
+            for i in 0..N {
+                ConnTable::track(&table, &packet(i, true)).unwrap();
+            }
+            table
+        });
         println!(
             "conntrack_memory/{label}: {:.1} bytes per connection ({N} connections, table included)",
             bytes as f64 / N as f64

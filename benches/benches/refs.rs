@@ -31,7 +31,7 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
-use refwatch_benches::interleaved::{compare, Variant};
+use refwatch_benches::interleaved::{compare, repeat, rounds_from_env, Variant};
 use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
 use std::hint::black_box;
 use std::sync::{Arc, Weak};
@@ -216,30 +216,6 @@ criterion_group! {
 // Interleaved comparisons
 // ---------------------------------------------------------------------------------------------
 
-/// Rounds of the interleaved comparisons: `REFWATCH_BENCH_ROUNDS`, 30 by default.
-fn rounds() -> usize {
-    match std::env::var("REFWATCH_BENCH_ROUNDS") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("REFWATCH_BENCH_ROUNDS={v:?}: expected a number")),
-        Err(_) => 30,
-    }
-}
-
-/// `n` round trips of `op` on `x` (`op` is a function item, so the loop is monomorphic).
-fn times<'a, X, F>(x: &'a X, op: F) -> impl Fn(u64) + Sync + 'a
-where
-    X: Sync + ?Sized,
-    F: Fn(&X) + Sync + 'a,
-{
-    move |n| {
-        for _ in 0..n {
-            op(x);
-        }
-    }
-}
-
 fn interleaved(rounds: usize) {
     let clock = Clock::from_env();
     let refs = Padded(Refs::<Object>::new());
@@ -247,13 +223,13 @@ fn interleaved(rounds: usize) {
     let arc = Arc::new(Payload::default());
     let weak = Arc::downgrade(&arc);
 
-    let refs_inc = times(&*refs, inc_dec);
-    let sticky_inc = times(&*sticky, inc_dec);
-    let refs_try = times(&*refs, try_inc_dec);
-    let sticky_try = times(&*sticky, try_inc_dec);
-    let arc_clone = times(&arc, arc_clone_drop);
-    let weak_upgrade = times(&weak, weak_upgrade_drop);
-    let v = |name, run| Variant { name, run };
+    let refs_inc = repeat(|| inc_dec(&*refs));
+    let sticky_inc = repeat(|| inc_dec(&*sticky));
+    let refs_try = repeat(|| try_inc_dec(&*refs));
+    let sticky_try = repeat(|| try_inc_dec(&*sticky));
+    let arc_clone = repeat(|| arc_clone_drop(&arc));
+    let weak_upgrade = repeat(|| weak_upgrade_drop(&weak));
+    let v = Variant::alone;
 
     let inc = [
         v("Refs", &refs_inc),
@@ -266,25 +242,19 @@ fn interleaved(rounds: usize) {
         v("Weak_upgrade_drop", &weak_upgrade),
         v("Arc_clone_drop", &arc_clone),
     ];
-    let c = compare("inc_dec", clock, &inc, rounds, 1 << 20, false);
+    let c = compare("inc_dec", clock, &inc, rounds, 1 << 20);
     println!("{}", c.table(&["Arc_clone_drop"]));
     let baselines = ["Weak_upgrade_drop", "Arc_clone_drop"];
-    let c = compare(
-        "try_inc_dec_uncontended",
-        clock,
-        &tries,
-        rounds,
-        1 << 20,
-        false,
-    );
+    let c = compare("try_inc_dec_uncontended", clock, &tries, rounds, 1 << 20);
     println!("{}", c.table(&baselines));
+    // The helper does the same operation on the same object.
+    let contended = tries.map(|t| Variant::beside(t.name, t.run, t.run));
     let c = compare(
         "try_inc_dec_contended_2t",
         clock,
-        &tries,
+        &contended,
         rounds,
         1 << 16,
-        true,
     );
     println!("{}", c.table(&baselines));
 
@@ -318,23 +288,25 @@ fn interleaved(rounds: usize) {
         v("Refs_leak_warn", &refs_warn),
         v("StickyRefs_leak_warn", &sticky_warn),
     ];
-    let c = compare(
-        "handle_create_destroy",
-        clock,
-        &create,
-        rounds,
-        1 << 16,
-        false,
-    );
+    let c = compare("handle_create_destroy", clock, &create, rounds, 1 << 16);
     println!("{}", c.table(&["Refs_leak_off", "StickyRefs_leak_off"]));
+    // Issue 11's target, each counter against itself (the table's cross ratios are not it).
+    for counter in ["Refs", "StickyRefs"] {
+        let (warn, off) = (
+            format!("{counter}_leak_warn"),
+            format!("{counter}_leak_off"),
+        );
+        let ratio = c.ratio(&warn, &off);
+        let label = format!("leak check Warn / Off, {counter} create+destroy");
+        println!("{}", c.target_line(&label, ratio, "<= 1.5"));
+    }
+    println!();
     assert_eq!(warn.live_count(), 0, "every handle left the registry");
 }
 
 fn main() {
     benches();
-    // Only under `cargo bench` (which passes `--bench`), not `cargo test --benches`.
-    let rounds = rounds();
-    if rounds > 0 && std::env::args().any(|a| a == "--bench") {
+    if let Some(rounds) = rounds_from_env() {
         interleaved(rounds);
     }
     Criterion::default().configure_from_args().final_summary();

@@ -9,12 +9,15 @@
 //!   contended benchmarks. It is spawned once per benchmark, stopped with an [`AtomicBool`] (no
 //!   sleeps), and publishes its progress on a cache line of its own, so that every timed window
 //!   can show whether the helper really ran beside it ([`HelperStats`]).
+//! - [`interleaved`]: variants compared in short alternating slots, for ratios a busy machine
+//!   disturbs less than criterion's one-after-another runs.
+//! - [`Cycle`] and [`chase`]: the operations those slots repeat.
 
 use std::cell::Cell;
 use std::fmt;
 use std::hint::spin_loop;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -133,7 +136,48 @@ pub const CHUNK: u64 = 4096;
 /// always ends.
 const MAX_DISCARDS_IN_A_ROW: u64 = 20_000;
 
+pub mod chase;
 pub mod interleaved;
+
+/// A slice walked round and round, one item per operation, so that a benchmark's operations
+/// spread over a working set (a set of flows, of files) instead of hitting one item.
+///
+/// The position is kept between calls, in an atomic only so that a `Sync` closure can own the
+/// cycle: give each thread a cycle of its own (over its own items), as the threads of a real
+/// workload each have their own connections or files.
+#[derive(Debug)]
+pub struct Cycle<'a, T> {
+    items: &'a [T],
+    at: AtomicUsize,
+}
+
+impl<'a, T> Cycle<'a, T> {
+    /// A cycle over `items`, starting at the first.
+    ///
+    /// # Panics
+    /// When `items` is empty.
+    pub fn new(items: &'a [T]) -> Self {
+        assert!(!items.is_empty(), "a cycle over no items");
+        Cycle {
+            items,
+            at: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls `op` on the next `n` items, wrapping around.
+    #[inline]
+    pub fn run(&self, n: u64, mut op: impl FnMut(&'a T)) {
+        let mut i = self.at.load(Ordering::Relaxed);
+        for _ in 0..n {
+            op(&self.items[i]);
+            i += 1;
+            if i == self.items.len() {
+                i = 0;
+            }
+        }
+        self.at.store(i, Ordering::Relaxed);
+    }
+}
 
 /// What the helper thread did while the measured thread was timing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -468,6 +512,16 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(x > 0);
+    }
+
+    #[test]
+    fn cycle_wraps_and_resumes() {
+        let items = [1, 2, 3];
+        let cycle = Cycle::new(&items);
+        let mut seen = Vec::new();
+        cycle.run(4, |&x| seen.push(x));
+        cycle.run(3, |&x| seen.push(x));
+        assert_eq!(seen, [1, 2, 3, 1, 2, 3, 1]);
     }
 
     #[test]
