@@ -988,17 +988,17 @@ impl Tcb {
     /// [`in_window`](Tcb::in_window) makes for SYNs, RSTs and segments without ACK.
     #[inline(always)]
     fn span(&self, dir: Direction, seg: &TcpSegment) -> Span {
-        let mut sack = seg.ack;
-        if self.sides[dir.opposite().index()]
-            .flags
-            .has(Flags::SACK_PERM)
-        {
-            if let Some(edge) = seg.sack {
-                if after(edge, sack) {
-                    sack = edge;
-                }
+        let sack = match seg.sack {
+            Some(edge)
+                if after(edge, seg.ack)
+                    && self.sides[dir.opposite().index()]
+                        .flags
+                        .has(Flags::SACK_PERM) =>
+            {
+                edge
             }
-        }
+            _ => seg.ack,
+        };
         Span {
             seq: seg.seq,
             end: seg.seq.wrapping_add(seg.logical_len()),
