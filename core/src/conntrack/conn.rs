@@ -194,11 +194,12 @@ pub(crate) struct Snapshot {
     pub(crate) assured: bool,
 }
 
-fn tcp_env(config: &Config, remaining: Duration) -> Env<'_> {
+fn tcp_env(config: &Config, now: Instant, deadline: Instant) -> Env<'_> {
     Env {
         config: &config.tcp,
         timeouts: &config.timeouts,
-        remaining,
+        now,
+        deadline,
     }
 }
 
@@ -226,7 +227,7 @@ impl Conn {
         let t = &config.timeouts;
         let (proto, timeout) = match pkt.transport() {
             Transport::Tcp(seg) => {
-                let env = tcp_env(config, Duration::ZERO);
+                let env = tcp_env(config, now, now);
                 let (tcb, verdict) = Tcb::new(seg, &env).map_err(Invalid::Tcp)?;
                 let timeout = match verdict {
                     Verdict::Accepted {
@@ -287,8 +288,7 @@ impl Conn {
         let inner = &mut *inner;
         let outcome = match (&mut inner.proto, pkt.transport()) {
             (Proto::Tcp(tcb), Transport::Tcp(seg)) => {
-                let remaining = self.deadline().duration_since(now);
-                let env = tcp_env(config, remaining);
+                let env = tcp_env(config, now, self.deadline());
                 let mut status = inner.status;
                 match tcb.update(dir, seg, &env, &mut status) {
                     Err((invalid, shorten)) => {

@@ -45,6 +45,7 @@
 use super::packet::{TcpFlags, TcpSegment};
 use super::timeouts::Timeouts;
 use super::tuple::Direction;
+use crate::time::Instant;
 use std::fmt;
 use std::time::Duration;
 
@@ -462,8 +463,18 @@ pub(crate) struct Status {
 pub(crate) struct Env<'a> {
     pub(crate) config: &'a TcpConfig,
     pub(crate) timeouts: &'a Timeouts,
-    /// Time left before the connection expires.
-    pub(crate) remaining: Duration,
+    /// The time the decision is made at.
+    pub(crate) now: Instant,
+    /// The connection's deadline before this segment.
+    pub(crate) deadline: Instant,
+}
+
+impl Env<'_> {
+    /// Time left before the connection expires. Only an invalid segment needs it, so it is
+    /// computed then rather than for every segment (a division, on the hit path).
+    fn remaining(&self) -> Duration {
+        self.deadline.duration_since(self.now)
+    }
 }
 
 /// The TCP control block of one tracked connection. Protected by the connection's lock.
@@ -544,7 +555,25 @@ impl Tcb {
     /// Feeds one segment travelling in `dir`; may set `status.assured`. On `Err` nothing
     /// changed but what Linux also keeps of an invalid FIN or RST (see [`TcpInvalid`]); the
     /// returned timeout, if any, then shortens the connection's deadline.
+    ///
+    /// Inlined into the caller: the hit path is small, and the general path is a call.
+    #[inline(always)]
     pub(crate) fn update(
+        &mut self,
+        dir: Direction,
+        seg: &TcpSegment,
+        env: &Env<'_>,
+        status: &mut Status,
+    ) -> Result<Verdict, (TcpInvalid, Option<Duration>)> {
+        match self.established_ack(dir, seg, env, status) {
+            Some(verdict) => Ok(verdict),
+            None => self.update_general(dir, seg, env, status),
+        }
+    }
+
+    /// [`update`](Tcb::update) for every segment the hit path does not take.
+    #[inline(never)]
+    fn update_general(
         &mut self,
         dir: Direction,
         seg: &TcpSegment,
@@ -564,6 +593,51 @@ impl Tcb {
                 Err((e, shorten))
             }
         }
+    }
+
+    /// The hit path: what [`packet`](Tcb::packet) does with an ACK (with or without data;
+    /// no SYN, FIN or RST) that passes the window checks in `established`, when both sides'
+    /// windows are known. Nearly every segment of a connection is one, and for it the
+    /// transition table, the RST checks and the window check's set-up for SYNs, RSTs and
+    /// sides first seen mid-stream decide nothing: skipping them is most of what the Linux
+    /// rules cost a hit over the gVisor-style tracker they replaced. `None`: the segment is
+    /// not such a one, and nothing was written (the general path decides).
+    #[inline(always)]
+    fn established_ack(
+        &mut self,
+        dir: Direction,
+        seg: &TcpSegment,
+        env: &Env<'_>,
+        status: &mut Status,
+    ) -> Option<Verdict> {
+        const CLASS_FLAGS: u8 = TcpFlags::FIN.bits()
+            | TcpFlags::SYN.bits()
+            | TcpFlags::RST.bits()
+            | TcpFlags::ACK.bits();
+        // ACK (or ACK|URG) alone among the class flags: valid flags, of class ACK.
+        if self.state != TcpState::Established
+            || seg.flags.bits() & CLASS_FLAGS != TcpFlags::ACK.bits()
+            || self.sides[dir.index()].maxwin == 0
+        {
+            return None;
+        }
+        let span = self.span(dir, seg);
+        if self.window_checks(dir, &span) != Window::Accept {
+            return None;
+        }
+        self.window_advance(dir, Class::Ack, &span, false, true);
+        self.last.class = Class::Ack;
+        self.last.dir = dir;
+        let t = env.timeouts;
+        let mut timeout = self.timeout(t.tcp_established, Class::Ack, env);
+        if !status.seen_reply {
+            timeout = timeout.min(t.tcp_unacknowledged);
+        } else if !status.assured {
+            status.assured = true; // a valid segment after the handshake's last ACK
+        }
+        Some(Verdict::Accepted {
+            timeout: Some(timeout),
+        })
     }
 
     /// Linux's `nf_conntrack_tcp_packet` after the flag check.
@@ -710,21 +784,7 @@ impl Tcb {
             self.sides[d].flags.set(Flags::CLOSE_INIT);
         }
         let t = env.timeouts;
-        let of_state = t.tcp(new_state);
-        let unacked =
-            (self.sides[0].flags.0 | self.sides[1].flags.0) & Flags::DATA_UNACKNOWLEDGED.0 != 0;
-        let mut timeout = if self.last.retrans >= env.config.max_retrans && of_state > t.tcp_retrans
-        {
-            t.tcp_retrans
-        } else if class == Class::Rst {
-            t.tcp_close
-        } else if unacked && of_state > t.tcp_unacknowledged {
-            t.tcp_unacknowledged
-        } else if self.last.win == 0 && of_state > t.tcp_retrans {
-            t.tcp_retrans
-        } else {
-            of_state
-        };
+        let mut timeout = self.timeout(t.tcp(new_state), class, env);
         if !status.seen_reply {
             if class == Class::Rst {
                 return Ok(Verdict::Killed);
@@ -744,6 +804,27 @@ impl Tcb {
         Ok(Verdict::Accepted {
             timeout: Some(timeout),
         })
+    }
+
+    /// The timeout after an accepted segment of `class` that leaves the connection in a state
+    /// whose timeout is `of_state`, before the rules about replies: shorter after repeated
+    /// identical ACKs, after a RST, while data is unacknowledged and while a window is closed.
+    #[inline(always)]
+    fn timeout(&self, of_state: Duration, class: Class, env: &Env<'_>) -> Duration {
+        let t = env.timeouts;
+        let unacked =
+            (self.sides[0].flags.0 | self.sides[1].flags.0) & Flags::DATA_UNACKNOWLEDGED.0 != 0;
+        if self.last.retrans >= env.config.max_retrans && of_state > t.tcp_retrans {
+            t.tcp_retrans
+        } else if class == Class::Rst {
+            t.tcp_close
+        } else if unacked && of_state > t.tcp_unacknowledged {
+            t.tcp_unacknowledged
+        } else if self.last.win == 0 && of_state > t.tcp_retrans {
+            t.tcp_retrans
+        } else {
+            of_state
+        }
     }
 
     /// The checks Linux makes of a RST before its window check.
@@ -817,7 +898,8 @@ impl Tcb {
         }
         if self.last.dir != dir && matches!(self.last.class, Class::Fin | Class::Rst) {
             let unack = env.timeouts.tcp_unacknowledged;
-            if env.remaining < Duration::from_secs(120) || env.remaining <= unack {
+            let remaining = env.remaining();
+            if remaining < Duration::from_secs(120) || remaining <= unack {
                 return None;
             }
             return Some(unack);
@@ -840,65 +922,100 @@ impl Tcb {
         let syn = seg.flags.contains(TcpFlags::SYN);
         let has_ack = seg.flags.contains(TcpFlags::ACK);
         let rst = seg.flags.contains(TcpFlags::RST);
-        let mut seq = seg.seq;
-        let mut ack = seg.ack;
-        let mut sack = ack;
-        let mut win = u32::from(seg.window);
-        let mut end = seq.wrapping_add(seg.logical_len());
-        if self.sides[r].flags.has(Flags::SACK_PERM) {
-            if let Some(edge) = seg.sack {
-                if after(edge, sack) {
-                    sack = edge;
-                }
-            }
-        }
+        let mut span = self.span(dir, seg);
+        let win = u32::from(seg.window);
 
         if self.sides[d].maxwin == 0 {
             if syn {
-                self.init_sender(dir, seg, end, win);
+                self.init_sender(dir, seg, span.end, win);
                 if !has_ack {
                     return Window::Accept; // simultaneous open
                 }
             } else {
                 // This side is first seen in the middle of the connection.
                 let sender = &mut self.sides[d];
-                sender.end = end;
+                sender.end = span.end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
-                sender.maxend = end.wrapping_add(sender.maxwin);
+                sender.maxend = span.end.wrapping_add(sender.maxwin);
                 let receiver = &mut self.sides[r];
                 if receiver.maxwin == 0 {
-                    receiver.end = sack;
-                    receiver.maxend = sack;
-                } else if sack == receiver.end.wrapping_add(1) {
+                    receiver.end = span.sack;
+                    receiver.maxend = span.sack;
+                } else if span.sack == receiver.end.wrapping_add(1) {
                     receiver.end = receiver.end.wrapping_add(1); // answering a keepalive
                 }
             }
         } else if syn
-            && after(end, self.sides[d].end)
+            && after(span.end, self.sides[d].end)
             && matches!(current, Some(TcpState::SynSent | TcpState::SynRecv))
         {
             // A SYN with a higher ISN: the endpoint reinitialised (RFC 793); start over.
-            self.init_sender(dir, seg, end, win);
+            self.init_sender(dir, seg, span.end, win);
             if dir == Direction::Reply && !has_ack {
                 return Window::Accept;
             }
         }
 
-        if !has_ack || (rst && ack == 0) {
+        if !has_ack || (rst && span.ack == 0) {
             // No ACK (or a broken stack's RST with ACK 0): pretend it acknowledged it all.
-            ack = self.sides[r].end;
-            sack = ack;
+            span.ack = self.sides[r].end;
+            span.sack = span.ack;
         }
-        if rst && seq == 0 && current == Some(TcpState::SynSent) {
-            seq = self.sides[d].end; // a RST answering the SYN
-            end = seq;
+        if rst && span.seq == 0 && current == Some(TcpState::SynSent) {
+            span.seq = self.sides[d].end; // a RST answering the SYN
+            span.end = span.seq;
         }
 
         let liberal = config.be_liberal || self.sides[d].flags.has(Flags::BE_LIBERAL);
-        let verdict = |w: Window| if liberal { Window::Accept } else { w };
-        let sender = self.sides[d];
-        let receiver = self.sides[r];
+        match self.window_checks(dir, &span) {
+            Window::Accept => {}
+            w => {
+                if w == Window::Ignore(TcpIgnored::Overshoot) {
+                    // Some TCPs send past the window; remember it so that its ACK passes.
+                    let sender = &mut self.sides[d];
+                    sender.end = span.end;
+                    sender.flags.set(Flags::DATA_UNACKNOWLEDGED);
+                }
+                return if liberal { Window::Accept } else { w };
+            }
+        }
+        self.window_advance(dir, class, &span, syn, has_ack);
+        Window::Accept
+    }
+
+    /// Where a segment travelling in `dir` lies in sequence space, before the adjustments
+    /// [`in_window`](Tcb::in_window) makes for SYNs, RSTs and segments without ACK.
+    #[inline(always)]
+    fn span(&self, dir: Direction, seg: &TcpSegment) -> Span {
+        let sack = match seg.sack {
+            Some(edge)
+                if after(edge, seg.ack)
+                    && self.sides[dir.opposite().index()]
+                        .flags
+                        .has(Flags::SACK_PERM) =>
+            {
+                edge
+            }
+            _ => seg.ack,
+        };
+        Span {
+            seq: seg.seq,
+            end: seg.seq.wrapping_add(seg.logical_len()),
+            ack: seg.ack,
+            sack,
+            window: seg.window,
+        }
+    }
+
+    /// The four window checks of a segment travelling in `dir`, as if nothing were liberal.
+    /// Writes nothing, so that the hit path can fall back on the general one when a check
+    /// fails (the caller remembers an overshoot).
+    #[inline(always)]
+    fn window_checks(&self, dir: Direction, span: &Span) -> Window {
+        let sender = &self.sides[dir.index()];
+        let receiver = &self.sides[dir.opposite().index()];
+        let Span { seq, end, sack, .. } = *span;
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
 
         if !before(seq, sender.maxend.wrapping_add(1)) {
@@ -917,16 +1034,12 @@ impl Tcb {
                 && overshot <= receiver.maxwin
                 && before(sack, receiver.end.wrapping_add(1))
             {
-                // Some TCPs send past the window; remember it so that its ACK passes.
-                let sender = &mut self.sides[d];
-                sender.end = end;
-                sender.flags.set(Flags::DATA_UNACKNOWLEDGED);
-                return verdict(Window::Ignore(TcpIgnored::Overshoot));
+                return Window::Ignore(TcpIgnored::Overshoot);
             }
-            return verdict(Window::Invalid(TcpInvalid::SeqAboveWindow));
+            return Window::Invalid(TcpInvalid::SeqAboveWindow);
         }
         if !before(sack, receiver.end.wrapping_add(1)) {
-            return verdict(Window::Invalid(TcpInvalid::AckAboveSent));
+            return Window::Invalid(TcpInvalid::AckAboveSent);
         }
         let in_recv_win = receiver.maxwin == 0
             || after(
@@ -934,17 +1047,39 @@ impl Tcb {
                 sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
             );
         if !in_recv_win {
-            return verdict(Window::Ignore(TcpIgnored::Retransmission));
+            return Window::Ignore(TcpIgnored::Retransmission);
         }
         if !after(
             sack,
             receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1),
         ) {
-            return verdict(Window::Ignore(TcpIgnored::OldAck));
+            return Window::Ignore(TcpIgnored::OldAck);
         }
+        Window::Accept
+    }
 
+    /// The window bookkeeping after a segment passed the window checks: both sides' windows
+    /// and edges, the highest ACK, unacknowledged data, and identical ACKs in a row.
+    #[inline(always)]
+    fn window_advance(
+        &mut self,
+        dir: Direction,
+        class: Class,
+        span: &Span,
+        syn: bool,
+        has_ack: bool,
+    ) {
+        let (d, r) = (dir.index(), dir.opposite().index());
+        let Span {
+            seq,
+            end,
+            ack,
+            sack,
+            window,
+        } = *span;
+        let mut win = u32::from(window);
         if !syn {
-            win = win.wrapping_shl(u32::from(sender.scale));
+            win = win.wrapping_shl(u32::from(self.sides[d].scale));
         }
         let swin = win.wrapping_add(sack.wrapping_sub(ack));
         let sender = &mut self.sides[d];
@@ -982,18 +1117,17 @@ impl Tcb {
 
         if class == Class::Ack {
             let l = &mut self.last;
-            if l.dir == dir && l.seq == seq && l.ack == ack && l.end == end && l.win == seg.window {
+            if l.dir == dir && l.seq == seq && l.ack == ack && l.end == end && l.win == window {
                 l.retrans = l.retrans.saturating_add(1);
             } else {
                 l.dir = dir;
                 l.seq = seq;
                 l.ack = ack;
                 l.end = end;
-                l.win = seg.window;
+                l.win = window;
                 l.retrans = 0;
             }
         }
-        Window::Accept
     }
 
     /// A side's SYN (or SYN-ACK) sets up its sequence space.
@@ -1013,6 +1147,19 @@ impl Tcb {
             self.sides[r].scale = 0;
         }
     }
+}
+
+/// A segment's place in sequence space, as the window check sees it.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    seq: u32,
+    /// `seq` plus the sequence space the segment occupies.
+    end: u32,
+    ack: u32,
+    /// `ack`, or the highest SACK edge if it is above `ack` and the receiver offered SACK.
+    sack: u32,
+    /// The advertised window, unscaled.
+    window: u16,
 }
 
 /// Where a segment was found invalid: the transition table (nothing changes) or the window
@@ -1038,6 +1185,7 @@ enum RstCheck {
     Unchecked,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Window {
     Accept,
     Ignore(TcpIgnored),

@@ -35,7 +35,8 @@ impl Flow {
         let env = Env {
             config: &config,
             timeouts: &timeouts,
-            remaining: Duration::ZERO,
+            now: Instant::default(),
+            deadline: Instant::default(),
         };
         let (tcb, verdict) = Tcb::new(&first, &env).unwrap();
         let Verdict::Accepted {
@@ -57,7 +58,8 @@ impl Flow {
         let env = Env {
             config: &self.config,
             timeouts: &self.timeouts,
-            remaining: self.timeout,
+            now: Instant::default(),
+            deadline: Instant::default().saturating_add(self.timeout),
         };
         let out = self.tcb.update(dir, &s, &env, &mut self.status);
         match out {
@@ -172,7 +174,8 @@ fn invalid_flag_combinations_are_refused_in_every_state() {
         let env = Env {
             config: &TcpConfig::default(),
             timeouts: &Timeouts::linux(),
-            remaining: Duration::ZERO,
+            now: Instant::default(),
+            deadline: Instant::default(),
         };
         assert_eq!(
             Tcb::new(&seg(flags, 1, 0, 0), &env).unwrap_err(),
@@ -330,7 +333,8 @@ fn loose_off_refuses_to_pick_up_and_on_picks_up_liberally() {
     let env = |config| Env {
         config,
         timeouts: &LINUX,
-        remaining: Duration::ZERO,
+        now: Instant::default(),
+        deadline: Instant::default(),
     };
     let strict = TcpConfig {
         loose: false,
@@ -432,4 +436,101 @@ fn a_rst_that_passes_the_sequence_checks_goes_straight_to_the_window_check() {
     };
     assert!(matches!(f.send(O, rst), Ok(Verdict::Ignored(_))));
     assert_eq!(f.state(), TcpState::SynRecv);
+}
+
+/// The hit path ([`Tcb::established_ack`]) decides every segment exactly as the general path
+/// does: random walks of connections in many configurations, each segment fed to both from
+/// the same control block and status, must give the same verdict and leave the same state.
+#[test]
+fn the_hit_path_decides_as_the_general_path() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u32| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % u64::from(n)) as u32
+    };
+    let mut hits = 0;
+    for walk in 0..1000 {
+        let config = TcpConfig {
+            loose: true,
+            be_liberal: walk % 5 == 4,
+            max_retrans: [0, 1, 3][walk % 3],
+        };
+        let options = |s: TcpSegment, on: bool| TcpSegment {
+            wscale: on.then_some(7),
+            sack_permitted: on,
+            ..s
+        };
+        let mut f = if walk % 7 == 6 {
+            // Picked up in the middle: one side's window is still unknown.
+            Flow::open_with(seg(F::ACK, 1001, 5001, 0), config)
+        } else {
+            let with = walk % 2 == 0;
+            let mut f = Flow::open_with(options(seg(F::SYN, 1000, 0, 0), with), config);
+            f.send(R, options(seg(F::SYN | F::ACK, 5000, 1001, 0), with))
+                .unwrap();
+            if walk % 11 != 10 {
+                f.send(O, seg(F::ACK, 1001, 5001, 0)).unwrap();
+            }
+            f
+        };
+        // Where each side has got to, roughly: segments are drawn around it.
+        let mut edge = [1001_u32, 5001];
+        for _ in 0..300 {
+            let dir = if next(2) == 0 { O } else { R };
+            let (d, r) = (dir.index(), dir.opposite().index());
+            // Mostly what the hit path takes, sometimes what ends it or it must not take.
+            let flags = match next(40) {
+                0 => F::ACK | F::FIN,
+                1 => F::RST | F::ACK,
+                2 => F::RST,
+                3 => F::SYN,
+                4 => F::SYN | F::ACK,
+                5 => F::NONE,
+                6 => F::FIN,
+                7..=9 => F::ACK | F::PSH,
+                10 => F::ACK | F::URG,
+                _ => F::ACK,
+            };
+            let near = |x: u32, v: u32| x.wrapping_add(v).wrapping_sub(40_000);
+            let seq = match next(8) {
+                0 => next(u32::MAX),
+                1..=2 => near(edge[d], next(80_000)),
+                _ => edge[d],
+            };
+            let ack = match next(8) {
+                0 => next(u32::MAX),
+                1..=2 => near(edge[r], next(80_000)),
+                _ => edge[r],
+            };
+            let s = TcpSegment {
+                window: [0, 1, 512, 65_535][next(4) as usize],
+                sack: (next(4) == 0).then(|| ack.wrapping_add(next(3000))),
+                ..seg(flags, seq, ack, [0, 0, 1, 100, 1460][next(5) as usize])
+            };
+            let env = Env {
+                config: &f.config,
+                timeouts: &f.timeouts,
+                now: Instant::default(),
+                deadline: Instant::default().saturating_add(f.timeout),
+            };
+            let (mut tcb, mut status) = (f.tcb, f.status);
+            let general = tcb.update_general(dir, &s, &env, &mut status);
+            let state = f.tcb.state();
+            let before = f.tcb;
+            let out = f.send(dir, s);
+            assert_eq!(out, general, "{dir:?} {s:?} in {state:?} from {before:?}");
+            assert_eq!(f.tcb, tcb, "{dir:?} {s:?} from {before:?}");
+            if dir == R && out.is_ok() {
+                status.seen_reply = true;
+            }
+            assert_eq!(f.status, status, "{dir:?} {s:?} from {before:?}");
+            if matches!(out, Ok(Verdict::Accepted { .. })) {
+                hits += usize::from(state == TcpState::Established && flags.bits() & 0x07 == 0);
+                edge[d] = seq.wrapping_add(s.logical_len());
+            }
+        }
+    }
+    assert!(hits > 10_000, "the walks take the hit path: {hits}");
 }
