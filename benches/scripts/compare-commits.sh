@@ -7,8 +7,8 @@
 #   benches/scripts/compare-commits.sh OLD_REV NEW_REV BENCH FILTER [ROUNDS]
 #   e.g. benches/scripts/compare-commits.sh 0ccb7da HEAD conntrack conntrack_track_hit/refwatch 5
 #
-# The bench file of NEW_REV is used for both builds, so a benchmark added in NEW_REV measures
-# OLD_REV's library too (it must only use API that both have).
+# The bench file and benches/src of NEW_REV are used for both builds, so a benchmark added in
+# NEW_REV measures OLD_REV's library too (it must only use API that both have).
 set -euo pipefail
 old=$1 new=$2 bench=$3 filter=$4 rounds=${5:-5}
 root=$(git rev-parse --show-toplevel)
@@ -19,6 +19,9 @@ for side in old new; do
   rev=${!side}
   git -C "$root" worktree add --detach -q "$work/$side" "$rev"
   git -C "$root" show "$new:benches/benches/$bench.rs" > "$work/$side/benches/benches/$bench.rs"
+  # The bench's shared helpers too (they use std only, not refwatch).
+  rm -rf "$work/$side/benches/src"
+  git -C "$root" archive "$new" benches/src | tar -x -C "$work/$side"
   exe[$side]=$(cd "$work/$side" && CARGO_TARGET_DIR="$root/target/compare-$side" \
     cargo bench -p refwatch-benches --bench "$bench" --no-run --message-format=json 2>/dev/null \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
