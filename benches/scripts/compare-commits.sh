@@ -10,6 +10,8 @@
 # The bench file and benches/src of NEW_REV are used for both builds, so a benchmark added in
 # NEW_REV measures OLD_REV's library too (it must only use API that both have).
 set -euo pipefail
+# criterion runs only: the bench's own interleaved pass (see benches/src/interleaved.rs) is off.
+export REFWATCH_BENCH_ROUNDS=0
 old=$1 new=$2 bench=$3 filter=$4 rounds=${5:-5}
 root=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)
