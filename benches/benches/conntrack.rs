@@ -14,7 +14,8 @@
 //!   over a buffer as large as the table (`refwatch_benches::chase`): lookup cost in units of
 //!   the machine's dependent random read at that size.
 //!
-//! Every design does the same work per packet: read the clock, find the tuple (both
+//! Every design does the same work per packet: read the clock (the same [`CoarseClock`],
+//! `ConnTable::new`'s default, one load a reading), find the tuple (both
 //! directions are keys), then update the connection's state and last use under the
 //! connection's own lock. The peers do not reap, check expiry or bound their size, so the
 //! comparison favours them.
@@ -22,7 +23,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use refwatch::conntrack::{Config, ConnTable, Direction, Packet, TcpFlags, TcpSegment, Tuple};
-use refwatch::time::{Clock, Instant, MonotonicClock};
+use refwatch::time::{Clock, CoarseClock, Instant};
 use refwatch_benches::chase::Chase;
 use refwatch_benches::interleaved::{compare, rounds_from_env, Variant};
 use refwatch_benches::{Clock as BenchClock, Cycle};
@@ -161,14 +162,14 @@ impl Tracker for ConnTable {
 /// The seed's previous design: one lock around one map of tuples.
 struct MutexMap {
     map: Mutex<HashMap<Tuple, (Arc<PeerConn>, Direction)>>,
-    clock: MonotonicClock,
+    clock: CoarseClock,
 }
 
 impl MutexMap {
     fn new() -> Self {
         MutexMap {
             map: Mutex::new(HashMap::new()),
-            clock: MonotonicClock::new(),
+            clock: CoarseClock::new(),
         }
     }
 }
@@ -196,14 +197,14 @@ impl Tracker for MutexMap {
 /// A sharded concurrent map.
 struct Dash {
     map: DashMap<Tuple, (Arc<PeerConn>, Direction)>,
-    clock: MonotonicClock,
+    clock: CoarseClock,
 }
 
 impl Dash {
     fn new() -> Self {
         Dash {
             map: DashMap::new(),
-            clock: MonotonicClock::new(),
+            clock: CoarseClock::new(),
         }
     }
 }

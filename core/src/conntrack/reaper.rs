@@ -3,7 +3,7 @@
 
 use super::table::{Config, ConfigError, ConnTable};
 use crate::sync::{thread, Arc, Condvar, Mutex};
-use crate::time::{Clock, MonotonicClock};
+use crate::time::{Clock, CoarseClock};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -204,7 +204,7 @@ impl Drop for Reaper {
 /// assert!(ct.track(&pkt).unwrap().created);
 /// drop(ct); // the reaper thread is joined here
 /// ```
-pub struct ConnTrack<C = MonotonicClock, S = RandomState> {
+pub struct ConnTrack<C = CoarseClock, S = RandomState> {
     // Field order matters only for readability: `Drop for Reaper` joins the thread, which
     // holds its own `Arc` of the table.
     reaper: Reaper,
@@ -221,7 +221,8 @@ impl<C, S> fmt::Debug for ConnTrack<C, S> {
 }
 
 impl ConnTrack {
-    /// A table on the real clock with a random hash key, and its reaper.
+    /// A table on the coarse clock with a random hash key ([`ConnTable::new`]), and its
+    /// reaper.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         Ok(ConnTrack::from_table(ConnTable::new(config)?))
     }

@@ -7,7 +7,7 @@ use super::timeouts::Timeouts;
 use super::tuple::{Direction, Tuple};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
-use crate::time::{Clock, Instant, MonotonicClock};
+use crate::time::{Clock, CoarseClock, Instant};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
@@ -406,7 +406,7 @@ impl Pair<'_> {
 ///   use and deadline back (and, after that, revive one that another thread had judged
 ///   expired and replaced: two live connections for one flow). A connection now records the
 ///   latest time a decision about it was made at, and no later decision goes back before it.
-pub struct ConnTable<C = MonotonicClock, S = RandomState> {
+pub struct ConnTable<C = CoarseClock, S = RandomState> {
     buckets: Box<[Mutex<BucketInner>]>,
     mask: usize,
     hasher: S,
@@ -430,9 +430,16 @@ impl<C, S> fmt::Debug for ConnTable<C, S> {
 }
 
 impl ConnTable {
-    /// A table on the real clock with a random hash key.
+    /// A table on the coarse clock ([`CoarseClock::new`]: 1 ms ticks, one load a reading,
+    /// shared ticker thread) with a random hash key. Expiry is then decided in whole ticks,
+    /// as Linux's conntrack decides it in jiffies (see [`Timeouts`]); for the precise clock,
+    /// [`with_clock`](ConnTable::with_clock) and [`MonotonicClock`](crate::time::MonotonicClock).
+    ///
+    /// # Panics
+    ///
+    /// If the clock's ticker thread has to be started and cannot be (see [`CoarseClock::new`]).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        ConnTable::with_clock_and_hasher(config, MonotonicClock::new(), RandomState::new())
+        ConnTable::with_clock_and_hasher(config, CoarseClock::new(), RandomState::new())
     }
 }
 

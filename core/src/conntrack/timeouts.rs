@@ -2,7 +2,8 @@
 //!
 //! A connection expires when the table's [`Clock`](crate::time::Clock) passes its last use
 //! plus the timeout of its current state (strictly: exactly at the deadline it is still
-//! alive, as in the seed's `now.Sub(lastUsed) > timeout`).
+//! alive, as in the seed's `now.Sub(lastUsed) > timeout`). Both are read on that clock, so a
+//! timeout is honoured to the clock's granularity: see [`Timeouts`].
 
 use super::tcp::TcpState;
 use std::time::Duration;
@@ -10,6 +11,24 @@ use std::time::Duration;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Idle timeouts per state. [`Timeouts::linux`] is the default.
+///
+/// # Granularity
+///
+/// A connection expires when the table's clock reads strictly more than its last use plus
+/// its timeout, both read on that clock. On the default clock of
+/// [`ConnTable::new`](super::ConnTable::new), a [`CoarseClock`](crate::time::CoarseClock)
+/// with 1 ms ticks, that is decided in whole ticks, as Linux decides it in jiffies, so a
+/// timeout is honoured to within the tick:
+/// - a connection is never judged expired before it has been idle, in real time, for its
+///   timeout minus two ticks (one tick of rounding, one the ticker may make up after running
+///   late); usually it is within one tick and the ticker's wake-up latency;
+/// - it may outlive its timeout by a tick plus that latency, and by any stall of the ticker
+///   while it was idle (a starved ticker stops the clock and does not catch up: connections
+///   live longer, never shorter) — on top of the time until a lookup or the reaper meets it.
+///
+/// On a [`MonotonicClock`](crate::time::MonotonicClock) the granularity is the nanosecond;
+/// on a [`ManualClock`](crate::time::ManualClock) time is whatever the test says. Timeouts
+/// much shorter than a few ticks are not meaningful on the coarse clock.
 ///
 /// UDP follows Linux's stream rule: a flow gets [`udp_replied`](Timeouts::udp_replied) (and
 /// is assured) only for a packet seen after a reply *and* more than
