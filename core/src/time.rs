@@ -196,10 +196,11 @@ impl Clock for ManualClock {
 /// - **Never fast.** An interval measured on this clock is shorter than the real interval
 ///   plus two ticks: one of rounding, one for a tick the ticker counts late and then makes
 ///   up (it keeps its schedule when it is less than a tick late).
-/// - **Staleness.** While the ticker keeps up (each tick counted less than a tick after it is
-///   due), it loses no time: a reading lags its schedule by less than one tick plus the
-///   ticker's wake-up latency, and an interval on this clock is longer than the real one
-///   minus two ticks.
+/// - **Staleness.** A reading lags the real time elapsed since the ticker started by less
+///   than one tick plus the ticker's wake-up latency, plus the time the ticker has dropped
+///   (below). While the ticker keeps up (counts each tick less than a tick after it is due)
+///   it drops nothing, and an interval on this clock is longer than the real one minus two
+///   ticks.
 /// - **Starved ticker: time stalls, and the stall is not made up.** When the ticker runs a
 ///   tick or more late (the machine is overloaded, the process stopped), the ticks it missed
 ///   are dropped: the clock stands still for the stall, then counts on from where it was, and
@@ -235,7 +236,9 @@ impl Clock for ManualClock {
 /// once the last table is gone ([`tickers_running`](CoarseClock::tickers_running) shows it).
 /// Creating, cloning and dropping a clock take a process-wide lock (a table does it once);
 /// reading it takes none. A ticker sleeps on a condition variable between ticks and wakes
-/// once per tick: at 1 ms, a thousand short wake-ups a second per tick length in use.
+/// once per tick: at 1 ms, a thousand short wake-ups a second per tick length in use. As
+/// with the reaper's thread, a child forked from a process with a running ticker inherits
+/// the clocks but not the thread: there, use them for nothing but `exec`.
 ///
 /// Under `--cfg loom` and `--cfg shuttle` there is no ticker thread: neither checker can run a
 /// free-running OS thread beside a model, and the models drive time with [`ManualClock`].
