@@ -1010,7 +1010,11 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                         // is not before it, but another thread may already have decided
                         // at a later time than this lookup's `now` (see `Conn`).
                         if let Some(hint) = e.conn.hint_locked(now, self.shortest) {
-                            e.hint = hint;
+                            // Written only when it moves: lookups on other cores then leave
+                            // the entry's cache line clean.
+                            if e.hint != hint {
+                                e.hint = hint;
+                            }
                             break Some((Arc::clone(&e.conn), e.dir()));
                         }
                         stale.push(Arc::clone(&e.conn));
