@@ -437,9 +437,10 @@ fn bad_configs_are_refused() {
     assert!(ConfigError::BucketsNotPowerOfTwo(100)
         .to_string()
         .contains("try 128"));
+    let too_many = Config::MAX_BUCKETS + 1;
     assert_eq!(
-        Config::with_buckets(1 << 32).sizes(),
-        Err(ConfigError::TooManyBuckets(1 << 32))
+        Config::with_buckets(too_many).sizes(),
+        Err(ConfigError::TooManyBuckets(too_many))
     );
     assert_eq!(
         refused(Config::with_max_connections(0)).to_string(),
@@ -713,4 +714,26 @@ fn hints_stay_below_deadlines_while_walks_refresh_them() {
         .lookup(&Tuple::udp(flows[0].0, flows[0].1).unwrap())
         .unwrap();
     assert!(!first.expired_at(clock.now()));
+}
+
+/// Two tables with the default hasher draw two keys: the same flows land in unrelated
+/// buckets, so a set of flows that collides in one table does not in the next.
+#[test]
+fn two_tables_with_the_default_hasher_lay_flows_out_differently() {
+    let new = || ConnTable::with_clock(Config::with_buckets(1024), ManualClock::new()).unwrap();
+    let (a, b) = (new(), new());
+    let tuples: Vec<Tuple> = (0..4096u16)
+        .map(|p| Tuple::udp(addr(1, 1024 + p), addr(2, 53)).unwrap())
+        .collect();
+    let same = tuples
+        .iter()
+        .filter(|t| a.bucket_of(t) == b.bucket_of(t))
+        .count();
+    // Independent layouts share a bucket for 1 tuple in 1,024: 4 expected.
+    assert!(
+        same < 40,
+        "{same} of 4096 flows in the same bucket in both tables"
+    );
+    // One table, one layout.
+    assert!(tuples.iter().all(|t| a.bucket_of(t) == a.bucket_of(t)));
 }
