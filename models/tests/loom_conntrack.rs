@@ -96,8 +96,9 @@ fn udp(a: SocketAddr, b: SocketAddr) -> Packet {
 /// would walk no bucket at all); every tuple is accounted for at the end.
 #[test]
 fn reaper_lookup_and_insert_keep_lock_order() {
-    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 49,880
-    // executions in ~7 s; bound 5 explores 289,907 in ~40 s (release, one core) — too much
+    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 92,489
+    // executions in ~15 s (49,880 before walks took a connection's lock to refresh a stale
+    // deadline hint); bound 5 explored 289,907 in ~40 s then (release, one core) — too much
     // for CI next to every mutant. Every mutant this model names fails within bound 4 (the
     // lock-order mutant at 1).
     const BOUND: Option<usize> = Some(4);
@@ -265,8 +266,9 @@ fn reaper_thread_stops_and_joins_on_drop() {
 #[test]
 fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
     // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
-    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 57,085
-    // executions in ~5 s (release); bound 5, 337,225 in ~29 s: too long next to the others.
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 80,293
+    // executions in ~7 s (release; 57,085 before the hinted walk); bound 5 explored 337,225
+    // in ~29 s then: too long next to the others.
     const BOUND: Option<usize> = Some(4);
     const N: usize = 2;
     let f = flow(N, 1, 0, 5);
