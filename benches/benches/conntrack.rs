@@ -231,10 +231,13 @@ impl Tracker for Dash {
     }
 }
 
-fn refwatch_table(buckets: usize, max: usize) -> ConnTable {
+/// A table for at most `max` connections, with `buckets` buckets (`None`: the count follows
+/// the maximum, four connections a bucket).
+fn refwatch_table(buckets: Option<usize>, max: usize) -> ConnTable {
     ConnTable::new(Config {
+        buckets,
         max_connections: Some(max),
-        ..Config::with_buckets(buckets)
+        ..Config::default()
     })
     .unwrap()
 }
@@ -322,7 +325,7 @@ fn hits() -> Hits {
     let packets: Vec<Packet> = (0..HIT_FLOWS)
         .flat_map(|i| [packet(i, true), packet(i, false)])
         .collect();
-    let refwatch = refwatch_table(1 << 14, 1 << 20);
+    let refwatch = refwatch_table(Some(1 << 14), 1 << 20);
     let mutex = MutexMap::new();
     let dash = Dash::new();
     for p in &packets {
@@ -330,7 +333,7 @@ fn hits() -> Hits {
         mutex.track(p);
         dash.track(p);
     }
-    let tcp_table = refwatch_table(1 << 14, 1 << 20);
+    let tcp_table = refwatch_table(Some(1 << 14), 1 << 20);
     let tcp_packets: Vec<Packet> = (0..HIT_FLOWS)
         .flat_map(|i| tcp_flow(&tcp_table, i))
         .collect();
@@ -439,8 +442,12 @@ fn track_new_flows(c: &mut Criterion) {
             drop(tracker);
             elapsed
         }
-        let sized =
-            |n: usize| refwatch_table((n / 4).next_power_of_two().clamp(1 << 10, 1 << 22), n + 16);
+        let sized = |n: usize| {
+            refwatch_table(
+                Some((n / 4).next_power_of_two().clamp(1 << 10, 1 << 22)),
+                n + 16,
+            )
+        };
         g.bench_with_input(BenchmarkId::new("refwatch", threads), &threads, |b, &t| {
             b.iter_custom(|iters| fresh(sized, t, iters))
         });
@@ -456,8 +463,9 @@ fn track_new_flows(c: &mut Criterion) {
     g.finish();
 }
 
-/// A table of `n` connections with `buckets` buckets.
-fn filled_table(n: usize, buckets: usize) -> ConnTable {
+/// A table of `n` connections with `buckets` buckets (`None`: the default, which follows the
+/// table's maximum, `2n`).
+fn filled_table(n: usize, buckets: Option<usize>) -> ConnTable {
     let table = refwatch_table(buckets, n * 2);
     for i in 0..n {
         ConnTable::track(&table, &packet(i, true)).unwrap();
@@ -477,12 +485,15 @@ fn shuffled_tuples(n: usize) -> Vec<Tuple> {
         .collect()
 }
 
-/// `conntrack_lookup`'s cases: label, connections, buckets.
-const LOOKUP_CASES: [(&str, usize, usize); 4] = [
-    ("1K", 1_000, 1 << 10),
-    ("100K", 100_000, 1 << 17),
-    ("1M", 1_000_000, 1 << 20),
-    ("1M_default_16K_buckets", 1_000_000, 1 << 14),
+/// `conntrack_lookup`'s cases: label, connections, buckets (`None`: the default bucket count,
+/// which follows the maximum of `2n`: 2^19 for 1M). `1M_16K_buckets` is the default before
+/// the bucket count followed the maximum.
+const LOOKUP_CASES: [(&str, usize, Option<usize>); 5] = [
+    ("1K", 1_000, Some(1 << 10)),
+    ("100K", 100_000, Some(1 << 17)),
+    ("1M", 1_000_000, Some(1 << 20)),
+    ("1M_default_buckets", 1_000_000, None),
+    ("1M_16K_buckets", 1_000_000, Some(1 << 14)),
 ];
 
 fn lookup_latency(c: &mut Criterion) {
@@ -543,7 +554,7 @@ fn reaping(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack_reap_unused");
     g.sample_size(10);
     {
-        let table = filled_table(100_000, 1 << 14);
+        let table = filled_table(100_000, Some(1 << 14));
         let mut start = 0;
         g.bench_function("one_call_16K_buckets_100K_conns", |b| {
             b.iter(|| {
@@ -554,7 +565,7 @@ fn reaping(c: &mut Criterion) {
         });
     }
     {
-        let table = filled_table(1_000_000, 1 << 20);
+        let table = filled_table(1_000_000, Some(1 << 20));
         let calls = table.config().reaper.fraction;
         g.bench_function("full_traversal_1M_conns", |b| {
             b.iter(|| {
@@ -577,7 +588,7 @@ fn memory(_: &mut Criterion) {
         ("one per bucket", N.next_power_of_two()),
     ] {
         let (table, bytes) = counted(|| {
-            let table = refwatch_table(buckets, N);
+            let table = refwatch_table(Some(buckets), N);
             for i in 0..N {
                 ConnTable::track(&table, &packet(i, true)).unwrap();
             }

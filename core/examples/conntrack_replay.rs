@@ -81,7 +81,7 @@ fn short_connection(ct: &ConnTable, c: SocketAddr, s: SocketAddr) -> Result<(), 
 
 fn main() {
     let config = Config {
-        buckets: 4096,
+        // The bucket count follows: MAX / 4 = 4,096 buckets.
         max_connections: Some(MAX),
         timeouts: fast_timeouts(),
         reaper: ReaperConfig {

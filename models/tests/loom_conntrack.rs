@@ -10,7 +10,8 @@
 
 use loom::thread;
 use refwatch::conntrack::{
-    Config, ConnTable, ConnTrack, Direction, Packet, ReaperPanicked, State, Tuple, UdpState,
+    Config, ConnTable, ConnTrack, Direction, Packet, ReaperPanicked, State, Timeouts, Tuple,
+    UdpState,
 };
 use refwatch::sync::atomic::{AtomicU64, Ordering};
 use refwatch::sync::Arc;
@@ -95,8 +96,9 @@ fn udp(a: SocketAddr, b: SocketAddr) -> Packet {
 /// would walk no bucket at all); every tuple is accounted for at the end.
 #[test]
 fn reaper_lookup_and_insert_keep_lock_order() {
-    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 49,880
-    // executions in ~7 s; bound 5 explores 289,907 in ~40 s (release, one core) — too much
+    // Three threads over four buckets: unbounded runs past 5 minutes. Bound 4 explores 92,489
+    // executions in ~15 s (49,880 before walks took a connection's lock to refresh a stale
+    // deadline hint); bound 5 explored 289,907 in ~40 s then (release, one core) — too much
     // for CI next to every mutant. Every mutant this model names fails within bound 4 (the
     // lock-order mutant at 1).
     const BOUND: Option<usize> = Some(4);
@@ -264,8 +266,9 @@ fn reaper_thread_stops_and_joins_on_drop() {
 #[test]
 fn packets_racing_the_clock_and_reaper_keep_one_live_conn_per_flow() {
     // Three threads over two buckets. A stale clock read bites at depth 2 (the delayed packet
-    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 57,085
-    // executions in ~5 s (release); bound 5, 337,225 in ~29 s: too long next to the others.
+    // reads the clock, is preempted, and resumes after the answer). Bound 4 explores 80,293
+    // executions in ~7 s (release; 57,085 before the hinted walk); bound 5 explored 337,225
+    // in ~29 s then: too long next to the others.
     const BOUND: Option<usize> = Some(4);
     const N: usize = 2;
     let f = flow(N, 1, 0, 5);
@@ -348,6 +351,73 @@ fn packets_on_both_tuples_never_move_a_conn_back_in_time() {
                 conn.deadline() >= end.saturating_add(Duration::from_secs(30)),
                 "the deadline went back in time: {} at {end}",
                 conn.deadline()
+            );
+        },
+    );
+}
+
+/// A walk refreshes a deadline hint while a delayed packet shortens the deadline. Each bucket
+/// entry keeps a hint, a lower bound of its connection's deadline, and a walk passes by any
+/// entry whose hint is not before its `now` without reading the connection; once the hint
+/// is past, the walk refreshes it under the connection's lock from the deadline and the
+/// latest decision time. Here a UDP profile's replied timeout (10 s) is shorter than its
+/// unreplied one (30 s), so a packet after the reply moves the deadline *earlier*. The flow
+/// is created and replied at 0 s (deadline 30 s, hints ~10 s); a packet of the flow reads the
+/// clock at 5 s and is delayed; the main thread moves the clock to 12 s and looks up another
+/// flow in the same (only) bucket, which walks past both of the flow's entries and refreshes
+/// their hints; then the clock moves to 16 s and the reaper walks the table. Whatever the
+/// order: every hint stays at or below its connection's deadline, and no connection expired
+/// at 16 s survives the reaper's walk. A refresh that reads the deadline without the
+/// connection's lock and computes the hint from its own clock reading (12 s + 10 s) without
+/// recording it lets the delayed packet decide at 5 s and set the deadline to 15 s, below
+/// the hint: the reaper then passes the expired connection by.
+#[test]
+fn a_hint_refreshed_while_a_delayed_packet_shortens_the_deadline_stays_below_it() {
+    // Two threads; the bug needs the delayed packet to read the clock before the main
+    // thread moves it and to update after the walk: two preemptions. Exhaustive.
+    const N: usize = 1;
+    let f = flow(N, 0, 0, 8);
+    let other = Tuple::udp(
+        SocketAddr::from(([10, 0, 9, 1], 1)),
+        SocketAddr::from(([10, 0, 9, 2], 2)),
+    )
+    .unwrap();
+    loom_model(
+        "a_hint_refreshed_while_a_delayed_packet_shortens_the_deadline_stays_below_it",
+        None,
+        move || {
+            let clock = FreshClock::default();
+            let config = Config {
+                max_connections: Some(4),
+                timeouts: Timeouts {
+                    udp_unreplied: Duration::from_secs(30),
+                    udp_replied: Duration::from_secs(10),
+                    udp_stream_after: Duration::ZERO,
+                    ..Timeouts::linux()
+                },
+                ..Config::with_buckets(N)
+            };
+            let table = Arc::new(
+                ConnTable::with_clock_and_hasher(config, clock.clone(), Fixed::default()).unwrap(),
+            );
+            let conn = table.track(&udp(f.0, f.1)).unwrap().conn;
+            table.track(&udp(f.1, f.0)).unwrap();
+            clock.advance(Duration::from_secs(5));
+            let delayed = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || table.track(&udp(f.0, f.1)).unwrap())
+            };
+            clock.advance(Duration::from_secs(7));
+            assert!(table.lookup(&other).is_none());
+            let delayed = delayed.join().unwrap();
+            assert!(Arc::ptr_eq(&delayed.conn, &conn));
+            table.audit().unwrap_or_else(|e| panic!("{e}"));
+            clock.advance(Duration::from_secs(4));
+            table.reap_unused(0, Duration::from_millis(10));
+            let audit = table.audit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                audit.expired, 0,
+                "the reaper passed an expired connection by: its hint was after its deadline"
             );
         },
     );

@@ -163,9 +163,25 @@ pub(crate) enum UpdateError {
 /// about this connection was made at, `seen`, which it then records. The lock orders these
 /// decisions, so their times never go backwards: a connection found expired stays expired (a
 /// delayed packet cannot revive it after another thread judged it expired and replaced it),
-/// and a delayed packet never sets the last use or the deadline back. (Reading the clock
-/// under the lock would do the same at the price of a second clock read per packet, a
-/// quarter of a hit's cost on the development VM.) Outside `inner`, a reading is a hint.
+/// and a delayed packet never sets the last use back, nor the deadline back to what an
+/// earlier reading would give. (Reading the clock under the lock would do the same at the
+/// price of a second clock read per packet, a quarter of a hit's cost on the development
+/// VM.) Outside `inner`, a reading is a hint.
+///
+/// The deadline *can* move earlier: a packet that moves a TCP connection to a state with a
+/// shorter timeout (a FIN or RST on an established connection, a RST's `close`, an invalid
+/// RST that shortens the timeout, unacknowledged data's 300 s after 5 days) sets it to its
+/// decision's time plus that shorter timeout, and a UDP profile whose replied timeout is
+/// shorter than its unreplied one does the same. What never moves back is the *decision
+/// time*: every deadline is set by a decision at some time `s >= seen` (as `seen` was when
+/// the deadline was set) to `s` plus one of the profile's timeouts, so from the moment
+/// `seen` is read under `inner`, no deadline is ever set below `seen + shortest`
+/// ([`Timeouts::shortest`](super::Timeouts::shortest)). Hence the table's *deadline hint*
+/// (`hint_locked`): `min(deadline, seen + shortest)`, read under `inner`, is a lower bound
+/// of the deadline for as long as the connection lives, whatever packets come later. A hint
+/// computed from a deadline read outside `inner`, or from a clock reading not recorded in
+/// `seen`, is not (a delayed packet may then decide at an earlier time and shorten the
+/// deadline below it).
 pub struct Conn {
     original: Tuple,
     /// Buckets of the original and of the reply tuple. Immutable.
@@ -184,6 +200,29 @@ impl fmt::Debug for Conn {
                 &Instant::from_nanos(self.deadline.load(Ordering::Acquire)),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// A lower bound of a connection's deadline, as a bucket entry keeps it (see [`Conn`] for
+/// why it stays one): 32 bits of 2^30-nanosecond units (about 1.07 s; 146 years in all),
+/// rounded down, so that an entry stays 16 bytes. Rounding down keeps it a lower bound; a
+/// walk reads the connection up to a unit early, and a time past 146 years always does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Hint(u32);
+
+impl Hint {
+    const SHIFT: u32 = 30;
+
+    /// The largest hint not after `nanos`.
+    #[inline(always)]
+    pub(crate) fn floor(nanos: u64) -> Hint {
+        Hint(u32::try_from(nanos >> Hint::SHIFT).unwrap_or(u32::MAX))
+    }
+
+    /// The hint in nanoseconds: not after the instant it was made from.
+    #[inline(always)]
+    pub(crate) fn nanos(self) -> u64 {
+        u64::from(self.0) << Hint::SHIFT
     }
 }
 
@@ -216,13 +255,15 @@ impl Conn {
         }
     }
 
-    /// A new connection opened by `pkt` at `now`.
+    /// A new connection opened by `pkt` at `now`, its snapshot, and its deadline hint for
+    /// `shortest` (see [`Conn`]).
     pub(crate) fn new(
         pkt: &Packet,
         buckets: [u32; 2],
         now: Instant,
         config: &Config,
-    ) -> Result<(Conn, Snapshot), Invalid> {
+        shortest: Duration,
+    ) -> Result<(Conn, Snapshot, Hint), Invalid> {
         Conn::check_opener(pkt, config)?;
         let t = &config.timeouts;
         let (proto, timeout) = match pkt.transport() {
@@ -252,32 +293,54 @@ impl Conn {
             seen: now,
         };
         let snap = inner.snapshot();
+        let deadline = now.saturating_add(timeout).as_nanos();
+        let hint = Hint::floor(deadline.min(now.saturating_add(shortest).as_nanos()));
         let conn = Conn {
             original: *pkt.tuple(),
             buckets,
-            deadline: AtomicU64::new(now.saturating_add(timeout).as_nanos()),
+            deadline: AtomicU64::new(deadline),
             inner: Mutex::new(inner),
         };
-        Ok((conn, snap))
+        Ok((conn, snap, hint))
     }
 
     /// Feeds `pkt`, travelling in `dir`, to the connection at `now` — or at the latest time
-    /// a decision about it was made at, if that is later (see [`Conn`]).
+    /// a decision about it was made at, if that is later (see [`Conn`]) — and, unless it had
+    /// expired, sets `hint` (the entry's deadline hint) anew for `shortest`.
     ///
     /// Preconditions: the caller holds the lock of the bucket where it found this connection's
-    /// `dir` tuple (so no one can remove the connection meanwhile).
+    /// `dir` tuple (so no one can remove the connection meanwhile), and `hint` is that entry's.
     pub(crate) fn update(
         &self,
         dir: Direction,
         pkt: &Packet,
         now: Instant,
         config: &Config,
+        shortest: Duration,
+        hint: &mut Hint,
     ) -> Result<Updated, UpdateError> {
         let mut inner = self.inner.lock();
         let now = inner.decide_at(now);
         if self.expired_at(now) {
             return Err(UpdateError::Expired);
         }
+        let result = self.update_locked(&mut inner, dir, pkt, now, config);
+        *hint = self.hint_of(&inner, shortest);
+        result
+    }
+
+    /// `update`'s body, at the decision time `now`.
+    ///
+    /// Preconditions: `inner` is this connection's, locked, and `now` its decision time.
+    #[inline(always)]
+    fn update_locked(
+        &self,
+        inner: &mut Inner,
+        dir: Direction,
+        pkt: &Packet,
+        now: Instant,
+        config: &Config,
+    ) -> Result<Updated, UpdateError> {
         let t = &config.timeouts;
         let refresh = |inner: &mut Inner, timeout: Duration| {
             inner.last_used = now;
@@ -285,7 +348,6 @@ impl Conn {
             self.deadline.store(deadline.as_nanos(), Ordering::Release);
         };
         let reply = dir == Direction::Reply;
-        let inner = &mut *inner;
         let outcome = match (&mut inner.proto, pkt.transport()) {
             (Proto::Tcp(tcb), Transport::Tcp(seg)) => {
                 let env = tcp_env(config, now, self.deadline());
@@ -356,6 +418,31 @@ impl Conn {
         let mut inner = self.inner.lock();
         let now = inner.decide_at(now);
         self.expired_at(now)
+    }
+
+    /// Decides at `now` (or later: see [`Conn`]), under the connection's lock, whether the
+    /// connection has expired (`None`) and otherwise returns a deadline hint for `shortest`:
+    /// a time that the deadline will never go below while the connection lives.
+    ///
+    /// Preconditions: the caller holds a bucket lock of this connection (the hint is for the
+    /// entry it found there).
+    pub(crate) fn hint_locked(&self, now: Instant, shortest: Duration) -> Option<Hint> {
+        let mut inner = self.inner.lock();
+        let now = inner.decide_at(now);
+        if self.expired_at(now) {
+            return None;
+        }
+        Some(self.hint_of(&inner, shortest))
+    }
+
+    /// `min(deadline, seen + shortest)`: a lower bound of every deadline from now on (see
+    /// [`Conn`]).
+    ///
+    /// Preconditions: `inner` is this connection's, locked.
+    #[inline(always)]
+    fn hint_of(&self, inner: &Inner, shortest: Duration) -> Hint {
+        let deadline = self.deadline.load(Ordering::Acquire);
+        Hint::floor(deadline.min(inner.seen.saturating_add(shortest).as_nanos()))
     }
 
     /// Whether early drop may evict this connection: not assured, or closing.

@@ -27,11 +27,12 @@
 //! assert_eq!(table.stats().live, 0);
 //! ```
 //!
-//! Modules: [`tuple`](Tuple) (one direction of a connection), [`packet`](Packet) (the parser),
+//! Modules: [`tuple`](Tuple) (one direction of a connection), [`hash`](KeyedHash) (the keyed hash), [`packet`](Packet) (the parser),
 //! [`tcp`](TcpState) (the TCP tracker, with Linux's states, windows and timeouts), [`timeouts`](Timeouts),
 //! [`table`](ConnTable) (buckets, lock order, early drop, counters) and [`reaper`](Reaper).
 
 mod conn;
+mod hash;
 mod packet;
 mod reaper;
 mod table;
@@ -40,6 +41,7 @@ mod timeouts;
 mod tuple;
 
 pub use conn::{Conn, Invalid, State, UdpState};
+pub use hash::{KeyedHash, KeyedHasher};
 pub use packet::{Layer, Packet, ParseError, TcpFlags, TcpSegment, Transport};
 pub use reaper::{ConnTrack, Reaper, ReaperPanicked};
 pub use table::{

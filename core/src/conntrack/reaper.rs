@@ -1,10 +1,10 @@
 //! The reaper: a thread that calls [`ConnTable::reap_unused`] at the interval it returns, and
 //! [`ConnTrack`], a table that owns its reaper.
 
+use super::hash::KeyedHash;
 use super::table::{Config, ConfigError, ConnTable};
 use crate::sync::{thread, Arc, Condvar, Mutex};
 use crate::time::{Clock, CoarseClock};
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::ops::Deref;
@@ -204,7 +204,7 @@ impl Drop for Reaper {
 /// assert!(ct.track(&pkt).unwrap().created);
 /// drop(ct); // the reaper thread is joined here
 /// ```
-pub struct ConnTrack<C = CoarseClock, S = RandomState> {
+pub struct ConnTrack<C = CoarseClock, S = KeyedHash> {
     // Field order matters only for readability: `Drop for Reaper` joins the thread, which
     // holds its own `Arc` of the table.
     reaper: Reaper,

@@ -1,6 +1,7 @@
 //! The table: a fixed array of locked buckets, each a list of tuples, reaped as it is walked.
 
-use super::conn::{Conn, Invalid, Snapshot, State, UpdateError, Updated};
+use super::conn::{Conn, Hint, Invalid, Snapshot, State, UpdateError, Updated};
+use super::hash::KeyedHash;
 use super::packet::{Packet, ParseError};
 use super::tcp::{TcpConfig, TcpIgnored};
 use super::timeouts::Timeouts;
@@ -8,7 +9,6 @@ use super::tuple::{Direction, Tuple};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::time::{Clock, CoarseClock, Instant};
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -49,11 +49,29 @@ impl Default for ReaperConfig {
 }
 
 /// How a table is built.
+///
+/// The table's size follows Linux's rule, maximum = 4 × buckets, from whichever of the two is
+/// given: set only `max_connections` and the bucket count follows it
+/// (`next_power_of_two(ceil(max / 4))`, at most [`Config::MAX_DERIVED_BUCKETS`]); set only
+/// `buckets` and the maximum is four per bucket; set both and both are used; set neither and
+/// the table has 16,384 buckets for 65,536 connections. [`Config::sizes`] says what a
+/// configuration resolves to.
+///
+/// ```
+/// use refwatch::conntrack::Config;
+///
+/// assert_eq!(Config::default().sizes(), Ok((1 << 14, 65_536)));
+/// let big = Config { max_connections: Some(1_000_000), ..Config::default() };
+/// assert_eq!(big.sizes(), Ok((1 << 18, 1_000_000))); // ≤ 4 connections a bucket
+/// assert_eq!(Config::with_buckets(64).sizes(), Ok((64, 256)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Number of buckets: a power of two, fixed for the table's life. Default 16384.
-    pub buckets: usize,
-    /// Most connections at once; `None` means four per bucket (65536 by default).
+    /// Number of buckets: a power of two between 1 and 2^31, fixed for the table's life.
+    /// `None` (the default): four connections a bucket for `max_connections`.
+    pub buckets: Option<usize>,
+    /// Most connections at once. `None` (the default): four a bucket, or 65,536 when
+    /// `buckets` is not given either.
     pub max_connections: Option<usize>,
     /// How many buckets, from the new connection's own, early drop looks in. Default 8
     /// (Linux's `NF_CT_EVICTION_RANGE`).
@@ -70,7 +88,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            buckets: 1 << 14,
+            buckets: None,
             max_connections: None,
             early_drop_scan: 8,
             timeouts: Timeouts::linux(),
@@ -81,20 +99,75 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The default configuration with `buckets` buckets.
+    /// The default maximum when neither size is given (Linux's 4 × 16,384).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1 << 16;
+    /// The largest bucket count a table can have.
+    pub const MAX_BUCKETS: usize = 1 << 31;
+    /// The largest bucket count derived from `max_connections` alone (2^24: 16M buckets, a
+    /// gigabyte or so of bucket array); a larger table names its `buckets`.
+    pub const MAX_DERIVED_BUCKETS: usize = 1 << 24;
+
+    /// The default configuration with `buckets` buckets (and so four times as many
+    /// connections at most, unless `max_connections` is set too).
     pub fn with_buckets(buckets: usize) -> Config {
         Config {
-            buckets,
+            buckets: Some(buckets),
             ..Config::default()
         }
+    }
+
+    /// The default configuration for at most `max` connections (and a bucket count that
+    /// follows it).
+    pub fn with_max_connections(max: usize) -> Config {
+        Config {
+            max_connections: Some(max),
+            ..Config::default()
+        }
+    }
+
+    /// What the configuration resolves to, `(buckets, max_connections)`, or why it is
+    /// refused (the checks [`ConnTable`]'s constructors make, reaper settings aside).
+    pub fn sizes(&self) -> Result<(usize, usize), ConfigError> {
+        let buckets = match (self.buckets, self.max_connections) {
+            (Some(0), _) => return Err(ConfigError::ZeroBuckets),
+            (Some(n), _) if n > Config::MAX_BUCKETS => return Err(ConfigError::TooManyBuckets(n)),
+            (Some(n), _) if !n.is_power_of_two() => {
+                return Err(ConfigError::BucketsNotPowerOfTwo(n))
+            }
+            (Some(n), _) => n,
+            (None, Some(0)) => return Err(ConfigError::ZeroMaxConnections),
+            (None, Some(max)) => max
+                .div_ceil(4)
+                .min(Config::MAX_DERIVED_BUCKETS)
+                .next_power_of_two(),
+            (None, None) => Config::DEFAULT_MAX_CONNECTIONS / 4,
+        };
+        let max = match self.max_connections {
+            Some(0) => return Err(ConfigError::ZeroMaxConnections),
+            Some(max) => max,
+            None => buckets
+                .checked_mul(4)
+                .ok_or(ConfigError::MaxOverflows { buckets })?,
+        };
+        Ok((buckets, max))
     }
 }
 
 /// Why a [`Config`] was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    /// The bucket count is zero, not a power of two, or above 2^31.
-    BadBucketCount(usize),
+    /// A bucket count of zero.
+    ZeroBuckets,
+    /// A bucket count that is not a power of two.
+    BucketsNotPowerOfTwo(usize),
+    /// A bucket count above [`Config::MAX_BUCKETS`].
+    TooManyBuckets(usize),
+    /// Four connections a bucket overflow `usize` (a 32-bit target with over 2^30 buckets
+    /// and no `max_connections`).
+    MaxOverflows {
+        /// The bucket count.
+        buckets: usize,
+    },
     /// A maximum of zero connections.
     ZeroMaxConnections,
     /// A reaper fraction of zero.
@@ -104,12 +177,21 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::BadBucketCount(n) => {
-                write!(
-                    f,
-                    "bucket count {n} must be a power of two between 1 and 2^31"
-                )
+            ConfigError::ZeroBuckets => f.write_str(
+                "a bucket count of 0: give at least 1, or leave `buckets` unset to follow the maximum",
+            ),
+            ConfigError::BucketsNotPowerOfTwo(n) => write!(
+                f,
+                "bucket count {n} is not a power of two (try {})",
+                n.checked_next_power_of_two().unwrap_or(Config::MAX_BUCKETS)
+            ),
+            ConfigError::TooManyBuckets(n) => {
+                write!(f, "bucket count {n} is above the limit of 2^31")
             }
+            ConfigError::MaxOverflows { buckets } => write!(
+                f,
+                "{buckets} buckets at four connections each overflow this target: set `max_connections`"
+            ),
             ConfigError::ZeroMaxConnections => {
                 f.write_str("the maximum number of connections must be at least 1")
             }
@@ -230,6 +312,16 @@ pub enum AuditError {
         /// The shared tuple.
         tuple: Tuple,
     },
+    /// An entry's deadline hint is after its connection's deadline: a walk would skip the
+    /// connection past its expiry.
+    HintAfterDeadline {
+        /// The entry's tuple.
+        tuple: Tuple,
+        /// The hint.
+        hint: Instant,
+        /// The connection's deadline.
+        deadline: Instant,
+    },
     /// The counters disagree with the contents.
     Counts {
         /// `live` as counted.
@@ -258,6 +350,14 @@ impl fmt::Display for AuditError {
             AuditError::Duplicate { tuple } => {
                 write!(f, "tuple {tuple} belongs to two unexpired connections")
             }
+            AuditError::HintAfterDeadline {
+                tuple,
+                hint,
+                deadline,
+            } => write!(
+                f,
+                "tuple {tuple}'s deadline hint {hint} is after its connection's deadline {deadline}"
+            ),
             AuditError::Counts {
                 live,
                 connections,
@@ -272,14 +372,47 @@ impl fmt::Display for AuditError {
 
 impl std::error::Error for AuditError {}
 
-/// One tuple in a bucket: the connection and which of its tuples this is.
+/// One tuple in a bucket: the connection, which of its tuples this is, and what a walk
+/// needs to pass it by without reading the connection. 16 bytes: four to a cache line.
+/// Protected by the bucket's lock.
 #[derive(Debug)]
 struct Entry {
     conn: Arc<Conn>,
-    /// High bits of the tuple's hash: most mismatches are rejected without reading `conn`'s
-    /// tuple.
-    fingerprint: u32,
-    dir: Direction,
+    /// A lower bound of `conn`'s deadline (see [`Conn`]: computed under its lock as
+    /// `min(deadline, seen + shortest timeout)`, it stays a lower bound whatever later
+    /// packets do, even those that shorten the deadline). While the walk's `now` is not
+    /// after it, the connection has not expired, and a walk that does not match the
+    /// fingerprint passes the entry by without touching the connection.
+    hint: Hint,
+    /// High 31 bits of the tuple's hash (most mismatches are rejected without reading
+    /// `conn`'s tuple), and in the low bit the direction of this tuple.
+    tag: u32,
+}
+
+impl Entry {
+    fn new(conn: Arc<Conn>, hint: Hint, fingerprint: u32, dir: Direction) -> Entry {
+        Entry {
+            conn,
+            hint,
+            tag: fingerprint | dir.index() as u32,
+        }
+    }
+
+    /// Which of its connection's tuples this is.
+    #[inline(always)]
+    fn dir(&self) -> Direction {
+        if self.tag & 1 == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        }
+    }
+
+    /// Whether the entry's fingerprint is `fingerprint` (from [`ConnTable::hash`]).
+    #[inline(always)]
+    fn matches(&self, fingerprint: u32) -> bool {
+        self.tag & !1 == fingerprint
+    }
 }
 
 /// Counters kept per bucket, under the bucket lock (no shared cache line on the hot path).
@@ -367,16 +500,26 @@ impl Pair<'_> {
 ///
 /// # Structure and invariants
 ///
-/// `buckets` is a power-of-two array fixed at construction; a tuple lives in the bucket its
-/// keyed hash names (per-table random key: [`RandomState`] by default, so flows cannot be
-/// chosen to collide). Each bucket's mutex protects its list of tuples and its counters.
+/// `buckets` is a power-of-two array fixed at construction (its size follows the maximum:
+/// see [`Config`]); a tuple lives in the bucket its keyed hash names (per-table random key:
+/// [`KeyedHash`] by default, so flows cannot be chosen offline to collide; what that does
+/// and does not protect against is on [`KeyedHash`]). Each bucket's mutex protects its list
+/// of entries and its counters. An entry is 16 bytes: the connection, its direction, a
+/// fingerprint of the tuple's hash and a *deadline hint*, so that a walk touches no
+/// connection but one whose fingerprint matches or whose hint says it may have expired.
 /// A connection owns two tuples, one per direction, in (possibly) two buckets:
 /// - both tuples are inserted together and removed together, each time with both bucket locks
 ///   held: no one ever sees a connection with one tuple in the table;
 /// - a lookup never returns a connection that has expired by its `now`;
 /// - at most one unexpired connection exists per tuple (creation re-checks under both locks);
-/// - a connection found expired stays expired, and its last use and deadline never move back
-///   in time (decisions under the connection's lock never go back in time: see [`Conn`]);
+/// - a connection found expired stays expired, and its last use never moves back in time;
+///   its deadline moves earlier only when a packet enters a state with a shorter timeout,
+///   never because a packet decided with a stale clock reading (decisions under the
+///   connection's lock never go back in time: see [`Conn`]);
+/// - an entry's deadline hint is never after its connection's deadline: it is computed
+///   under the connection's lock from the deadline and the latest decision time, and set
+///   under the entry's bucket lock (see [`Conn`] for why no later packet can move the
+///   deadline below it), so a walk that trusts it never passes by an expired connection;
 /// - `live` counts connections in the table, and never exceeds `max`.
 ///
 /// There is no table-wide lock: the bucket array is immutable, so nothing on a packet path
@@ -406,13 +549,15 @@ impl Pair<'_> {
 ///   use and deadline back (and, after that, revive one that another thread had judged
 ///   expired and replaced: two live connections for one flow). A connection now records the
 ///   latest time a decision about it was made at, and no later decision goes back before it.
-pub struct ConnTable<C = CoarseClock, S = RandomState> {
+pub struct ConnTable<C = CoarseClock, S = KeyedHash> {
     buckets: Box<[Mutex<BucketInner>]>,
     mask: usize,
     hasher: S,
     clock: C,
     config: Config,
     max: usize,
+    /// `config.timeouts.shortest()`: what the deadline hints are computed with.
+    shortest: Duration,
     /// Connections in the table (and slots reserved by creations in progress).
     live: AtomicUsize,
     /// Packets refused because the table was full (rare: no bucket holds it).
@@ -439,31 +584,25 @@ impl ConnTable {
     ///
     /// If the clock's ticker thread has to be started and cannot be (see [`CoarseClock::new`]).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        ConnTable::with_clock_and_hasher(config, CoarseClock::new(), RandomState::new())
+        ConnTable::with_clock_and_hasher(config, CoarseClock::new(), KeyedHash::new())
     }
 }
 
 impl<C: Clock> ConnTable<C> {
     /// A table on `clock` with a random hash key.
     pub fn with_clock(config: Config, clock: C) -> Result<Self, ConfigError> {
-        ConnTable::with_clock_and_hasher(config, clock, RandomState::new())
+        ConnTable::with_clock_and_hasher(config, clock, KeyedHash::new())
     }
 }
 
 impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     /// A table on `clock` hashing with `hasher` (models use a fixed key to be deterministic;
-    /// production wants [`RandomState`]).
+    /// production wants a random key: [`KeyedHash::new`], the default, or std's
+    /// `RandomState`).
     pub fn with_clock_and_hasher(config: Config, clock: C, hasher: S) -> Result<Self, ConfigError> {
-        let n = config.buckets;
-        if n == 0 || !n.is_power_of_two() || n > 1 << 31 {
-            return Err(ConfigError::BadBucketCount(n));
-        }
+        let (n, max) = config.sizes()?;
         if config.reaper.fraction == 0 {
             return Err(ConfigError::ZeroFraction);
-        }
-        let max = config.max_connections.unwrap_or(n.saturating_mul(4));
-        if max == 0 {
-            return Err(ConfigError::ZeroMaxConnections);
         }
         let buckets = (0..n).map(|_| Mutex::new(BucketInner::default())).collect();
         Ok(ConnTable {
@@ -473,6 +612,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             clock,
             config,
             max,
+            shortest: config.timeouts.shortest(),
             live: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
         })
@@ -498,9 +638,12 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         self.buckets.len()
     }
 
+    /// `t`'s bucket and fingerprint (the hash's high 31 bits; the low bit is left clear
+    /// for the entry's direction).
+    #[inline]
     fn hash(&self, t: &Tuple) -> (usize, u32) {
         let h = self.hasher.hash_one(t);
-        ((h as usize) & self.mask, (h >> 32) as u32)
+        ((h as usize) & self.mask, (h >> 32) as u32 & !1)
     }
 
     /// The bucket `t` lives in.
@@ -520,27 +663,53 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         }
     }
 
-    /// Walks one bucket's entries for `t`, collecting connections that look expired.
-    /// Returns the index of the first match that does not look expired.
+    /// Walks one bucket's entries for `t`, collecting connections found expired. Returns
+    /// the index of the first match not found expired.
+    ///
+    /// An entry whose deadline hint is not before `now` has not expired: it is passed by
+    /// without touching its connection unless its fingerprint matches. One whose hint is
+    /// before `now` is [`refresh`](Self::refresh_locked)ed.
     ///
     /// Preconditions: the bucket holding `entries` is locked.
     fn find_locked(
-        entries: &[Entry],
+        &self,
+        entries: &mut [Entry],
         t: &Tuple,
         fingerprint: u32,
         now: Instant,
         stale: &mut Vec<Arc<Conn>>,
     ) -> Option<usize> {
-        for (i, e) in entries.iter().enumerate() {
-            if e.conn.expired_at(now) {
-                stale.push(Arc::clone(&e.conn));
+        for (i, e) in entries.iter_mut().enumerate() {
+            if !self.refresh_locked(e, now, stale) {
                 continue;
             }
-            if e.fingerprint == fingerprint && e.conn.tuple(e.dir) == *t {
+            if e.matches(fingerprint) && e.conn.tuple(e.dir()) == *t {
                 return Some(i);
             }
         }
         None
+    }
+
+    /// Whether `e`'s connection is alive at `now`: `true` at once while `now` is not after
+    /// the entry's deadline hint; otherwise the connection decides under its own lock, and
+    /// either the entry gets a new hint or the connection goes to `stale` (`false`).
+    ///
+    /// Preconditions: the bucket holding `e` is locked.
+    #[inline(always)]
+    fn refresh_locked(&self, e: &mut Entry, now: Instant, stale: &mut Vec<Arc<Conn>>) -> bool {
+        if now.as_nanos() <= e.hint.nanos() {
+            return true;
+        }
+        match e.conn.hint_locked(now, self.shortest) {
+            Some(hint) => {
+                e.hint = hint;
+                true
+            }
+            None => {
+                stale.push(Arc::clone(&e.conn));
+                false
+            }
+        }
     }
 
     /// Tracks one packet: finds its connection (reaping expired tuples met on the way) or
@@ -559,10 +728,13 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let mut guard = self.buckets[b].lock();
             let bucket = &mut *guard;
             let mut result = None;
-            if let Some(i) = Self::find_locked(&bucket.entries, &t, fp, now, &mut stale) {
-                let e = &bucket.entries[i];
-                let outcome = e.conn.update(e.dir, pkt, now, &self.config);
-                match found(&e.conn, e.dir, outcome) {
+            if let Some(i) = self.find_locked(&mut bucket.entries, &t, fp, now, &mut stale) {
+                let e = &mut bucket.entries[i];
+                let dir = e.dir();
+                let outcome =
+                    e.conn
+                        .update(dir, pkt, now, &self.config, self.shortest, &mut e.hint);
+                match found(&e.conn, dir, outcome) {
                     Found::Done(r) => {
                         if r.is_err() {
                             bucket.stats.invalid += 1;
@@ -613,10 +785,13 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let result = {
             let mut pair = self.lock_pair(b, r);
             let mut existing = None;
-            for e in &pair.get(b).entries {
-                if e.fingerprint == fp && e.conn.tuple(e.dir) == t {
-                    let outcome = e.conn.update(e.dir, pkt, now, &self.config);
-                    match found(&e.conn, e.dir, outcome) {
+            for e in pair.get(b).entries.iter_mut() {
+                let dir = e.dir();
+                if e.matches(fp) && e.conn.tuple(dir) == t {
+                    let outcome =
+                        e.conn
+                            .update(dir, pkt, now, &self.config, self.shortest, &mut e.hint);
+                    match found(&e.conn, dir, outcome) {
                         Found::Expired => {
                             stale.push(Arc::clone(&e.conn));
                             continue;
@@ -652,29 +827,33 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             };
             match done {
                 Some(result) => result,
-                None => match Conn::new(pkt, [b as u32, r as u32], now, &self.config) {
-                    Ok((conn, snap)) => {
-                        slot.fill();
-                        let conn = Arc::new(conn);
-                        let orig = pair.get(b);
-                        orig.entries.push(Entry {
-                            conn: Arc::clone(&conn),
-                            fingerprint: fp,
-                            dir: Direction::Original,
-                        });
-                        orig.stats.created += 1;
-                        pair.get(r).entries.push(Entry {
-                            conn: Arc::clone(&conn),
-                            fingerprint: rfp,
-                            dir: Direction::Reply,
-                        });
-                        Ok(tracked(&conn, Direction::Original, snap, true))
+                None => {
+                    match Conn::new(pkt, [b as u32, r as u32], now, &self.config, self.shortest) {
+                        Ok((conn, snap, hint)) => {
+                            slot.fill();
+                            let conn = Arc::new(conn);
+                            let orig = pair.get(b);
+                            orig.entries.push(Entry::new(
+                                Arc::clone(&conn),
+                                hint,
+                                fp,
+                                Direction::Original,
+                            ));
+                            orig.stats.created += 1;
+                            pair.get(r).entries.push(Entry::new(
+                                Arc::clone(&conn),
+                                hint,
+                                rfp,
+                                Direction::Reply,
+                            ));
+                            Ok(tracked(&conn, Direction::Original, snap, true))
+                        }
+                        Err(inv) => {
+                            pair.get(b).stats.invalid += 1;
+                            Err(TrackError::Invalid(inv))
+                        }
                     }
-                    Err(inv) => {
-                        pair.get(b).stats.invalid += 1;
-                        Err(TrackError::Invalid(inv))
-                    }
-                },
+                }
             }
         };
         self.reap_stale(stale, now);
@@ -742,7 +921,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let position = |b: &BucketInner, dir: Direction| {
             b.entries
                 .iter()
-                .position(|e| e.dir == dir && Arc::ptr_eq(&e.conn, conn))
+                .position(|e| e.dir() == dir && Arc::ptr_eq(&e.conn, conn))
         };
         let Some(oi) = position(pair.get(o), Direction::Original) else {
             return false; // someone else removed it first
@@ -775,7 +954,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             if let Some(i) = bucket
                 .entries
                 .iter()
-                .position(|e| e.dir == dir && Arc::ptr_eq(&e.conn, conn))
+                .position(|e| e.dir() == dir && Arc::ptr_eq(&e.conn, conn))
             {
                 bucket.entries.swap_remove(i);
             }
@@ -790,6 +969,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     ///
     /// Preconditions: the caller holds no bucket lock.
     fn reap_stale(&self, stale: Vec<Arc<Conn>>, now: Instant) -> usize {
+        if stale.is_empty() {
+            return 0; // the common case: skips the iterator's set-up and drop (a hit's 5%)
+        }
         let mut removed = 0;
         for conn in stale {
             if self.remove_if(&conn, Removal::Reaped, |c| c.expired_locked(now)) {
@@ -800,16 +982,15 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
     }
 
     /// Walks bucket `i`, removing every connection with a tuple there that has expired by
-    /// `now`. Returns (tuples checked, tuples found expired).
+    /// `now` (reading only the connections whose deadline hint is before `now`). Returns
+    /// (tuples checked, tuples found expired).
     fn reap_bucket(&self, i: usize, now: Instant) -> (usize, usize) {
         let (checked, stale) = {
-            let guard = self.buckets[i].lock();
-            let stale: Vec<Arc<Conn>> = guard
-                .entries
-                .iter()
-                .filter(|e| e.conn.expired_at(now))
-                .map(|e| Arc::clone(&e.conn))
-                .collect();
+            let mut guard = self.buckets[i].lock();
+            let mut stale = Vec::new();
+            for e in guard.entries.iter_mut() {
+                self.refresh_locked(e, now, &mut stale);
+            }
             (guard.entries.len(), stale)
         };
         let expired = stale.len();
@@ -826,16 +1007,22 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         let (b, fp) = self.hash(t);
         let mut stale = Vec::new();
         let found = {
-            let guard = self.buckets[b].lock();
+            let mut guard = self.buckets[b].lock();
             let mut from = 0;
             loop {
-                match Self::find_locked(&guard.entries[from..], t, fp, now, &mut stale) {
+                match self.find_locked(&mut guard.entries[from..], t, fp, now, &mut stale) {
                     Some(i) => {
-                        let e = &guard.entries[from + i];
-                        // Confirm under the connection's lock: the deadline read by the walk
-                        // is only a hint while the other bucket is not locked.
-                        if !e.conn.expired_locked(now) {
-                            break Some((Arc::clone(&e.conn), e.dir));
+                        let e = &mut guard.entries[from + i];
+                        // Confirm under the connection's lock: the hint says the deadline
+                        // is not before it, but another thread may already have decided
+                        // at a later time than this lookup's `now` (see `Conn`).
+                        if let Some(hint) = e.conn.hint_locked(now, self.shortest) {
+                            // Written only when it moves: lookups on other cores then leave
+                            // the entry's cache line clean.
+                            if e.hint != hint {
+                                e.hint = hint;
+                            }
+                            break Some((Arc::clone(&e.conn), e.dir()));
                         }
                         stale.push(Arc::clone(&e.conn));
                         from += i + 1;
@@ -859,9 +1046,9 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
         guard
             .entries
             .iter()
-            .filter(|e| e.fingerprint == fp && e.conn.tuple(e.dir) == *t)
+            .filter(|e| e.matches(fp) && e.conn.tuple(e.dir()) == *t)
             .find(|e| !e.conn.expired_locked(now))
-            .map(|e| (Arc::clone(&e.conn), e.dir))
+            .map(|e| (Arc::clone(&e.conn), e.dir()))
     }
 
     /// One step of incremental garbage collection: walks `buckets / fraction` buckets (at
@@ -918,7 +1105,8 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
 
     /// Checks every invariant the table keeps: each tuple in the bucket its hash names, each
     /// connection with exactly its two tuples, no tuple shared by two unexpired connections,
-    /// counters matching the contents. Meaningful when no other thread uses the table (the
+    /// no entry's deadline hint after its connection's deadline, counters matching the
+    /// contents. Meaningful when no other thread uses the table (the
     /// buckets are locked one at a time). Changes nothing: expired connections stay.
     pub fn audit(&self) -> Result<Audit, AuditError> {
         let now = self.clock.now();
@@ -929,9 +1117,16 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
             let b = bucket.lock();
             for e in &b.entries {
                 tuples += 1;
-                let tuple = e.conn.tuple(e.dir);
-                if self.bucket_of(&tuple) != i || e.conn.bucket(e.dir) != i {
+                let tuple = e.conn.tuple(e.dir());
+                if self.bucket_of(&tuple) != i || e.conn.bucket(e.dir()) != i {
                     return Err(AuditError::WrongBucket { tuple, bucket: i });
+                }
+                if e.hint.nanos() > e.conn.deadline().as_nanos() {
+                    return Err(AuditError::HintAfterDeadline {
+                        tuple,
+                        hint: Instant::from_nanos(e.hint.nanos()),
+                        deadline: e.conn.deadline(),
+                    });
                 }
                 if !e.conn.expired_at(now)
                     && *owners.entry(tuple).or_insert(Arc::as_ptr(&e.conn)) != Arc::as_ptr(&e.conn)
@@ -941,7 +1136,7 @@ impl<C: Clock, S: BuildHasher> ConnTable<C, S> {
                 let slot = seen
                     .entry(Arc::as_ptr(&e.conn))
                     .or_insert_with(|| (Arc::clone(&e.conn), 0, 0));
-                match e.dir {
+                match e.dir() {
                     Direction::Original => slot.1 += 1,
                     Direction::Reply => slot.2 += 1,
                 }
@@ -1026,5 +1221,19 @@ fn found(conn: &Arc<Conn>, dir: Direction, outcome: Result<Updated, UpdateError>
         Ok(Updated::Reopen) => Found::Reopen,
         Err(UpdateError::Invalid(inv)) => Found::Done(Err(TrackError::Invalid(inv))),
         Err(UpdateError::Expired) => Found::Expired,
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::Entry;
+
+    #[test]
+    fn an_entry_fits_in_16_bytes() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 16,
+            "{} bytes",
+            std::mem::size_of::<Entry>()
+        );
     }
 }

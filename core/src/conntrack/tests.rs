@@ -426,24 +426,69 @@ fn dropping_conntrack_stops_and_joins_the_reaper() {
 #[test]
 fn bad_configs_are_refused() {
     let clock = ManualClock::new();
-    for n in [0, 3, 100] {
+    let refused = |config: Config| ConnTable::with_clock(config, clock.clone()).unwrap_err();
+    assert_eq!(refused(Config::with_buckets(0)), ConfigError::ZeroBuckets);
+    for n in [3, 100, (1 << 20) + 1] {
         assert_eq!(
-            ConnTable::with_clock(Config::with_buckets(n), clock.clone()).unwrap_err(),
-            ConfigError::BadBucketCount(n)
+            refused(Config::with_buckets(n)),
+            ConfigError::BucketsNotPowerOfTwo(n)
         );
     }
-    let zero = Config {
-        max_connections: Some(0),
-        ..Config::default()
-    };
+    assert!(ConfigError::BucketsNotPowerOfTwo(100)
+        .to_string()
+        .contains("try 128"));
+    let too_many = Config::MAX_BUCKETS + 1;
     assert_eq!(
-        ConnTable::with_clock(zero, clock).unwrap_err().to_string(),
+        Config::with_buckets(too_many).sizes(),
+        Err(ConfigError::TooManyBuckets(too_many))
+    );
+    assert_eq!(
+        refused(Config::with_max_connections(0)).to_string(),
         "the maximum number of connections must be at least 1"
     );
+    let zero_both = Config {
+        max_connections: Some(0),
+        ..Config::with_buckets(16)
+    };
+    assert_eq!(refused(zero_both), ConfigError::ZeroMaxConnections);
+    let mut no_fraction = Config::default();
+    no_fraction.reaper.fraction = 0;
+    assert_eq!(refused(no_fraction), ConfigError::ZeroFraction);
+    let table = ConnTable::new(Config::default()).unwrap();
     assert_eq!(
-        ConnTable::new(Config::default()).unwrap().max_connections(),
-        65536
+        (table.bucket_count(), table.max_connections()),
+        (16384, 65536)
     );
+}
+
+#[test]
+fn the_bucket_count_follows_the_maximum_unless_given() {
+    let sizes = |buckets, max| {
+        Config {
+            buckets,
+            max_connections: max,
+            ..Config::default()
+        }
+        .sizes()
+        .unwrap()
+    };
+    // Only the maximum: four connections a bucket, rounded up to a power of two.
+    assert_eq!(sizes(None, Some(1)), (1, 1));
+    assert_eq!(sizes(None, Some(4)), (1, 4));
+    assert_eq!(sizes(None, Some(5)), (2, 5));
+    assert_eq!(sizes(None, Some(65536)), (16384, 65536));
+    assert_eq!(sizes(None, Some(1_000_000)), (1 << 18, 1_000_000));
+    // ... bounded: a huge maximum does not allocate billions of buckets.
+    assert_eq!(
+        sizes(None, Some(usize::MAX)),
+        (Config::MAX_DERIVED_BUCKETS, usize::MAX)
+    );
+    // Only the buckets: four connections each. Both: both. Neither: Linux's 16K / 64K.
+    assert_eq!(sizes(Some(64), None), (64, 256));
+    assert_eq!(sizes(Some(64), Some(10)), (64, 10));
+    assert_eq!(sizes(None, None), (16384, 65536));
+    let table = ConnTable::new(Config::with_max_connections(1 << 20)).unwrap();
+    assert_eq!(table.bucket_count(), 1 << 18);
 }
 
 #[test]
@@ -602,4 +647,93 @@ fn a_clock_that_panics_anywhere_in_track_leaves_the_table_consistent() {
         t.audit()
             .unwrap_or_else(|e| panic!("clock panicking from read {k} on: {e}"));
     }
+}
+
+/// A FIN on an established connection moves its deadline from 5 days to 2 minutes away:
+/// the deadline moves earlier. The tuple the FIN did not travel on keeps its entry's old
+/// hint, which must still be a lower bound of the new deadline (the audit checks every
+/// hint), so a walk of that tuple's bucket alone — the reaper's, one bucket at a time —
+/// still finds the connection expired once the 2 minutes are over. A hint equal to the
+/// old deadline would hide it for 5 days.
+#[test]
+fn a_deadline_moved_earlier_is_reaped_on_time_through_the_other_tuples_bucket() {
+    let (t, clock) = table(16, None);
+    let (c, s) = (0..u16::MAX)
+        .map(|p| (addr(1, 40000 + p), addr(2, 80)))
+        .find(|&(c, s)| {
+            let orig = Tuple::tcp(c, s).unwrap();
+            t.bucket_of(&orig) != t.bucket_of(&orig.reply())
+        })
+        .unwrap();
+    let conn = establish(&t, c, s);
+    let reply_bucket = conn.bucket(Direction::Reply);
+    // Walk the reply's bucket so its entry gets a hint from the 5-day deadline.
+    clock.advance(Duration::from_secs(60));
+    t.reap_unused(reply_bucket, Duration::ZERO);
+    t.audit().unwrap();
+    let before = conn.deadline();
+    let fin = t.track(&tcp(c, s, F::FIN | F::ACK, 101, 901)).unwrap();
+    assert_eq!(fin.state, State::Tcp(TcpState::FinWait));
+    assert!(
+        conn.deadline() < before,
+        "the FIN moved the deadline earlier"
+    );
+    t.audit().unwrap_or_else(|e| panic!("{e}"));
+    clock.advance(Duration::from_secs(121));
+    // 16 buckets / 128: one bucket a call, the reply's.
+    t.reap_unused(reply_bucket, Duration::ZERO);
+    assert_eq!(
+        t.stats().reaped,
+        1,
+        "the walk of the reply's bucket passed the expired connection by"
+    );
+    assert_eq!(t.live(), 0);
+}
+
+/// Hints are lower bounds that a walk refreshes: after many lookups of other flows in the
+/// same bucket, across more than the shortest timeout, every hint is still at most its
+/// connection's deadline, and a connection refreshed by packets is never reaped by a walk.
+#[test]
+fn hints_stay_below_deadlines_while_walks_refresh_them() {
+    let (t, clock) = table(1, Some(64));
+    let flows: Vec<_> = (0..8).map(|p| (addr(1, 1000 + p), addr(2, 53))).collect();
+    for &(a, b) in &flows {
+        t.track(&udp(a, b)).unwrap();
+    }
+    for round in 0..40 {
+        clock.advance(Duration::from_secs(7));
+        // Keep the first flow alive; look the others up (a walk of the one bucket).
+        t.track(&udp(flows[0].0, flows[0].1)).unwrap();
+        let _ = t.lookup(&Tuple::udp(flows[1].0, flows[1].1).unwrap());
+        t.audit().unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    // The others expired after 30 s and were reaped by the walks; the first lives.
+    assert_eq!(t.live(), 1);
+    assert_eq!(t.stats().reaped, 7);
+    let (first, _) = t
+        .lookup(&Tuple::udp(flows[0].0, flows[0].1).unwrap())
+        .unwrap();
+    assert!(!first.expired_at(clock.now()));
+}
+
+/// Two tables with the default hasher draw two keys: the same flows land in unrelated
+/// buckets, so a set of flows that collides in one table does not in the next.
+#[test]
+fn two_tables_with_the_default_hasher_lay_flows_out_differently() {
+    let new = || ConnTable::with_clock(Config::with_buckets(1024), ManualClock::new()).unwrap();
+    let (a, b) = (new(), new());
+    let tuples: Vec<Tuple> = (0..4096u16)
+        .map(|p| Tuple::udp(addr(1, 1024 + p), addr(2, 53)).unwrap())
+        .collect();
+    let same = tuples
+        .iter()
+        .filter(|t| a.bucket_of(t) == b.bucket_of(t))
+        .count();
+    // Independent layouts share a bucket for 1 tuple in 1,024: 4 expected.
+    assert!(
+        same < 40,
+        "{same} of 4096 flows in the same bucket in both tables"
+    );
+    // One table, one layout.
+    assert!(tuples.iter().all(|t| a.bucket_of(t) == a.bucket_of(t)));
 }

@@ -145,6 +145,18 @@ impl Timeouts {
 
     /// The longest timeout of the profile.
     pub fn longest(&self) -> Duration {
+        self.all().into_iter().max().unwrap_or(SECOND)
+    }
+
+    /// The shortest timeout of the profile: every deadline the tracker sets is a decision's
+    /// time plus one of these timeouts, so none is set earlier than the decision's time plus
+    /// this (the table's deadline hints rest on it).
+    pub fn shortest(&self) -> Duration {
+        self.all().into_iter().min().unwrap_or(Duration::ZERO)
+    }
+
+    /// Every timeout a deadline can be set to (not `udp_stream_after`, which is an age).
+    fn all(&self) -> [Duration; 14] {
         [
             self.tcp_syn_sent,
             self.tcp_syn_recv,
@@ -161,9 +173,6 @@ impl Timeouts {
             self.udp_replied,
             self.icmp,
         ]
-        .into_iter()
-        .max()
-        .unwrap_or(SECOND)
     }
 }
 

@@ -53,7 +53,7 @@ impl Direction {
 }
 
 /// The two addresses of a tuple: one family by construction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Addrs {
     V4 { src: Ipv4Addr, dst: Ipv4Addr },
     V6 { src: Ipv6Addr, dst: Ipv6Addr },
@@ -80,6 +80,11 @@ impl std::error::Error for TupleError {}
 
 /// One direction of a connection. Immutable, `Copy`, 38 bytes.
 ///
+/// It hashes as whole machine words — two for IPv4 (both addresses in one; ports, protocol
+/// and family in the other), five for IPv6 — so a hasher makes a few `write_u64` calls, not
+/// one per field (see [`KeyedHash`](super::KeyedHash), the table's default). Equal tuples
+/// write equal words, and the last word names the family and protocol.
+///
 /// ```
 /// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
 /// use refwatch::conntrack::{Tuple, TransProto};
@@ -91,7 +96,7 @@ impl std::error::Error for TupleError {}
 /// assert_eq!(r.reply(), t);
 /// assert_eq!(t.trans_proto(), TransProto::Tcp);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Tuple {
     addrs: Addrs,
     /// TCP/UDP: source port. ICMP echo: the identifier.
@@ -99,6 +104,34 @@ pub struct Tuple {
     /// TCP/UDP: destination port. ICMP echo: `ECHO_REQUEST` or `ECHO_REPLY`.
     b: u16,
     proto: TransProto,
+}
+
+impl std::hash::Hash for Tuple {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let proto = match self.proto {
+            TransProto::Tcp => 6u64,
+            TransProto::Udp => 17,
+            TransProto::IcmpEcho => 1,
+        };
+        // Ports (or echo id and kind), protocol, family: one word, in its low 48 bits.
+        let tail =
+            |family: u64| u64::from(self.a) << 32 | u64::from(self.b) << 16 | proto << 8 | family;
+        match self.addrs {
+            Addrs::V4 { src, dst } => {
+                state.write_u64(u64::from(u32::from(src)) << 32 | u64::from(u32::from(dst)));
+                state.write_u64(tail(4));
+            }
+            Addrs::V6 { src, dst } => {
+                let (src, dst) = (u128::from(src), u128::from(dst));
+                state.write_u64((src >> 64) as u64);
+                state.write_u64(src as u64);
+                state.write_u64((dst >> 64) as u64);
+                state.write_u64(dst as u64);
+                state.write_u64(tail(6));
+            }
+        }
+    }
 }
 
 const ECHO_REQUEST: u16 = 0;
