@@ -223,6 +223,40 @@ fn last_close_races_a_check_of_the_tree() {
     });
 }
 
+/// Two closes of `/d/f` race each other and a walk of the same name: each close drops its
+/// reference by the lock-free fast path unless it is the last, and the last takes the
+/// filesystem lock, destroys the dentry and takes it out of `/d`'s children. Whatever the
+/// order, the dentry reaches zero once, under the lock: after the join it is gone from the
+/// tree, and `/d` with it. (A fast path that checks the count and then subtracts lets both
+/// closes take it to zero with nobody destroying, mutant `refs_dec_unless_last_check_then_sub`:
+/// a dead dentry stays in the tree. The walker only looks, so it cannot trip over a dentry at
+/// zero in the counter before the model's own check sees it.)
+#[test]
+fn closes_race_to_the_last_reference() {
+    loom_model("closes_race_to_the_last_reference", BOUND, || {
+        let tree = static_tree();
+        let first = tree.fs.open("/d/f").unwrap();
+        let second = tree.fs.open("/d/f").unwrap();
+        let closer = thread::spawn(move || drop(first));
+        let fs = Arc::clone(&tree.fs);
+        let walker = thread::spawn(move || {
+            assert_eq!(fs.stat("/d/f").unwrap().kind, Kind::File);
+        });
+        drop(second);
+        closer.join().unwrap();
+        walker.join().unwrap();
+        check_quiescent(
+            &tree,
+            Expect {
+                dentries: 1,
+                cached: 0,
+                inodes: 4, // root, d, f, g
+            },
+        );
+        release(tree);
+    });
+}
+
 /// A walker looks up a transient name in a dynamic directory — its lookup dentries go on the
 /// deferred list under the filesystem lock — while the main thread opens another, reads it
 /// and closes it, processing the deferred list. Lookup dentries live only for their

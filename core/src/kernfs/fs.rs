@@ -129,6 +129,10 @@ struct FsInner {
     cache: Mutex<Lru<Arc<Dentry>>>,
     /// Each entry is one reference to drop once no kernfs lock is held.
     deferred: Mutex<Vec<Arc<Dentry>>>,
+    /// The deferred list's length, written only with the list's lock held, so that an
+    /// operation that deferred nothing leaves without taking that lock (see
+    /// [`FsInner::process_deferred`]).
+    deferred_len: AtomicUsize,
     /// Where dentries register, if leak checking was on at creation. Read once: every
     /// dentry of the filesystem registers and unregisters on that reading, whatever the
     /// registry's mode is later.
@@ -173,17 +177,37 @@ impl FsInner {
     ///
     /// May be called with any kernfs lock held (the deferred list lock is last in the order).
     fn defer_dec_ref(&self, d: Arc<Dentry>) {
-        self.deferred.lock().push(d);
+        let mut list = self.deferred.lock();
+        list.push(d);
+        self.deferred_len.store(list.len(), Ordering::Relaxed);
     }
 
     /// Drops every queued reference.
     ///
+    /// An operation that deferred nothing, with nothing queued by others, takes no lock here:
+    /// it reads the list's length first. That reading cannot miss this thread's own entries:
+    /// it comes after this thread's own store of the length (program order, so coherence
+    /// gives that store or a later one), and every later store was made under the list's
+    /// lock by a thread that pushed (non-zero) or took the whole list, this thread's entries
+    /// with it, to drop them itself. Entries of other threads are theirs to process, as they
+    /// always were. Both stores are made under the lock: a store of zero made after the lock
+    /// is released could overwrite the length of a push made in between, and that entry
+    /// would wait on the list for the next operation (mutant
+    /// `kernfs_deferred_len_cleared_after_unlock`).
+    ///
     /// Preconditions: the caller holds no kernfs lock.
     fn process_deferred(&self) {
-        // The list's lock is released at the end of this statement, before any DecRef
-        // (seed 002's fix): a DecRef takes the filesystem lock, and threads holding the
-        // filesystem lock wait for the list's lock to push onto it.
-        let batch = std::mem::take(&mut *self.deferred.lock());
+        if self.deferred_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // The list's lock is released at the end of this block, before any DecRef (seed
+        // 002's fix): a DecRef takes the filesystem lock, and threads holding the filesystem
+        // lock wait for the list's lock to push onto it.
+        let batch = {
+            let mut list = self.deferred.lock();
+            self.deferred_len.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *list)
+        };
         for d in batch {
             self.dec_ref(d);
         }
@@ -192,11 +216,22 @@ impl FsInner {
     /// Drops one reference on `d`. At zero, `d` is destroyed and then its parent reference
     /// is dropped, with every lock released in between, and so on up the tree.
     ///
+    /// A reference that is not the last is dropped without any kernfs lock (Linux's `dput`
+    /// fast path on `lockref`): [`RefCounter::dec_ref_unless_last`] never takes the count to
+    /// zero, so a dentry still reaches zero only under the filesystem lock held for writing,
+    /// in the same critical section in which it leaves its parent's children, and a lookup
+    /// holding the filesystem lock still finds only live dentries there. The models
+    /// `loom_kernfs::closes_race_to_the_last_reference` and `loom_refs::fast_decs_race_*`
+    /// check the fast path racing the last close.
+    ///
     /// Preconditions: the caller holds no kernfs lock (under the filesystem lock, use
     /// [`FsInner::defer_dec_ref`]).
     fn dec_ref(&self, d: Arc<Dentry>) {
         let mut next = Some(d);
         while let Some(d) = next.take() {
+            if d.refs.dec_ref_unless_last() {
+                return;
+            }
             let guard = FsGuard::Write(self.mu.write());
             d.refs.dec_ref(|| next = self.destroy(&guard, &d));
             drop(guard);
@@ -421,6 +456,7 @@ impl Filesystem {
                 root,
                 cache: Mutex::new(Lru::new(options.cache_capacity)),
                 deferred: Mutex::new(Vec::new()),
+                deferred_len: AtomicUsize::new(0),
                 registry,
                 live: AtomicUsize::new(1),
                 peak: AtomicUsize::new(1),
