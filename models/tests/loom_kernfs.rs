@@ -257,6 +257,41 @@ fn closes_race_to_the_last_reference() {
     });
 }
 
+/// The filesystem lock's shards: two readers on different shards each read a pair of
+/// counters that a writer bumps one after the other, holding the lock for writing. Whatever
+/// the interleaving, a reader sees both bumped or neither. (The counters are read with
+/// updates that add nothing, so only a writer inside a reader's critical section can split a
+/// pair: the mutant `sharded_lock_writer_skips_a_shard`, a writer that leaves the last shard
+/// out, needs the reader on that shard preempted between its two reads.) Small: unbounded.
+#[test]
+fn sharded_lock_keeps_writers_out_of_every_shard() {
+    use refwatch::sync::atomic::{AtomicUsize, Ordering};
+    use refwatch::sync::ShardedRwLock;
+    loom_model("sharded_lock_keeps_writers_out_of_every_shard", None, || {
+        let lock = Arc::new(ShardedRwLock::with_shards(2));
+        let pair = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let readers: Vec<_> = (0..2)
+            .map(|shard| {
+                let (lock, pair) = (Arc::clone(&lock), Arc::clone(&pair));
+                thread::spawn(move || {
+                    let _guard = lock.read_shard(shard);
+                    let first = pair.0.fetch_add(0, Ordering::Relaxed);
+                    let second = pair.1.fetch_add(0, Ordering::Relaxed);
+                    assert_eq!(first, second, "a writer ran inside shard {shard}'s reader");
+                })
+            })
+            .collect();
+        {
+            let _guard = lock.write();
+            pair.0.fetch_add(1, Ordering::Relaxed);
+            pair.1.fetch_add(1, Ordering::Relaxed);
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+}
+
 /// A walker looks up a transient name in a dynamic directory — its lookup dentries go on the
 /// deferred list under the filesystem lock — while the main thread opens another, reads it
 /// and closes it, processing the deferred list. Lookup dentries live only for their

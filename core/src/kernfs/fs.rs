@@ -24,7 +24,7 @@ use super::path::{components, parent_and_name};
 use crate::leak::Registry;
 use crate::refs::RefCounter;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{Arc, Mutex, ShardedReadGuard, ShardedRwLock, ShardedWriteGuard};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -76,8 +76,9 @@ pub struct Stats {
 ///
 /// # Lock order
 ///
-/// 1. the filesystem lock (`mu`): read by walks and lookups, written by operations that
-///    change the tree and by dentry destruction;
+/// 1. the filesystem lock (`mu`, a [`ShardedRwLock`]): read by walks and lookups (each on
+///    its thread's shard), written by operations that change the tree and by dentry
+///    destruction;
 /// 2. a dentry's children lock (one at a time, except rename, which holds the filesystem
 ///    lock for writing);
 /// 3. the dentry cache lock;
@@ -122,7 +123,10 @@ pub struct Filesystem {
 struct FsInner {
     /// The filesystem lock. Protects the shape of the dentry tree: a dentry's parent and
     /// name, and its membership of its parent's children (with that children lock).
-    mu: RwLock<()>,
+    /// Sharded: a walk locks only its thread's shard, so walks on different cores write no
+    /// common reader count; a writer (a change to the tree, a dentry's last DecRef) locks
+    /// every shard.
+    mu: ShardedRwLock,
     /// Immutable. The filesystem holds one reference on it until release.
     root: Arc<Dentry>,
     /// Holds one reference on each cached dentry.
@@ -143,8 +147,8 @@ struct FsInner {
 
 /// Proof that the filesystem lock is held, for reading or writing.
 enum FsGuard<'a> {
-    Read(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
-    Write(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
+    Read(#[allow(dead_code)] ShardedReadGuard<'a>),
+    Write(#[allow(dead_code)] ShardedWriteGuard<'a>),
 }
 
 impl FsGuard<'_> {
@@ -452,7 +456,7 @@ impl Filesystem {
         }
         Ok(Filesystem {
             inner: Arc::new(FsInner {
-                mu: RwLock::new(()),
+                mu: ShardedRwLock::new(),
                 root,
                 cache: Mutex::new(Lru::new(options.cache_capacity)),
                 deferred: Mutex::new(Vec::new()),
