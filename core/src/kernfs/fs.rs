@@ -279,18 +279,21 @@ impl FsInner {
     ///
     /// Preconditions: the filesystem lock is held.
     fn resolve(&self, guard: &FsGuard<'_>, comps: &[&str]) -> Result<Arc<Dentry>> {
-        let mut d = Arc::clone(&self.root);
+        // `None` is the root, borrowed: the walk does not write the root's `Arc` count,
+        // which every walk on every core would otherwise share.
+        let mut d: Option<Arc<Dentry>> = None;
         for &c in comps {
-            if !d.is_dir() {
+            let cur = d.as_ref().unwrap_or(&self.root);
+            if !cur.is_dir() {
                 return Err(Error::NotDir);
             }
-            d = match c {
-                "." => d,
-                ".." => d.parent().ok_or(Error::InvalidName)?,
-                name => self.child(guard, &d, name)?,
-            };
+            match c {
+                "." => {}
+                ".." => d = Some(cur.parent().ok_or(Error::InvalidName)?),
+                name => d = Some(self.child(guard, cur, name)?),
+            }
         }
-        Ok(d)
+        Ok(d.unwrap_or_else(|| Arc::clone(&self.root)))
     }
 
     /// The child dentry `name` of the directory `parent`: the one in the tree if its inode is
@@ -303,7 +306,8 @@ impl FsInner {
             if c.inode().valid() {
                 let c = Arc::clone(c);
                 drop(children);
-                self.cache.lock().touch(arc_id(&c));
+                // No cache lock: the flag tells the cache at its next eviction (see `Lru`).
+                c.mark_referenced();
                 return Ok(c);
             }
             // Revalidate: the stale dentry leaves the tree (and the cache); whoever still
@@ -358,7 +362,10 @@ impl FsInner {
     fn keep_or_defer(&self, d: &Arc<Dentry>) {
         let d = Arc::clone(d);
         if d.inode().keep() {
-            let evicted = self.cache.lock().insert(arc_id(&d), d);
+            let evicted = self
+                .cache
+                .lock()
+                .insert(arc_id(&d), d, |c| c.take_referenced());
             if let Some(evicted) = evicted {
                 self.defer_dec_ref(evicted);
             }

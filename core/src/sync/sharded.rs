@@ -149,14 +149,25 @@ fn thread_shard() -> usize {
     SHARD.with(|s| *s)
 }
 
-/// Under a model checker, a model thread's shard comes from its id (the model threads share
-/// one OS thread, so an OS thread-local would put them all on one shard).
+/// Under a model checker, as outside: model threads are numbered in the order they first
+/// take a sharded lock, by the checker's thread-locals and a counter reset for every
+/// execution (the model threads share one OS thread, and their ids are not the same from one
+/// execution to the next, which the checker would see as non-determinism).
 #[cfg(any(loom, shuttle))]
 fn thread_shard() -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    super::thread::current().id().hash(&mut h);
-    h.finish() as usize
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    super::lazy_static! {
+        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
+    }
+    #[cfg(loom)]
+    loom::thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    #[cfg(shuttle)]
+    shuttle::thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SHARD.with(|s| *s)
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
