@@ -325,12 +325,10 @@ impl<T: ?Sized> RefCounter for Refs<T> {
             // holder could drop its reference, and both would take the count to zero with
             // nobody destroying (mutant `refs_dec_unless_last_check_then_sub`). Release, as
             // `dec_ref`: the claim that reads zero later acquires this write too.
-            match self.word.compare_exchange(
-                old,
-                old - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .word
+                .compare_exchange(old, old - 1, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(now) => old = now,
             }
@@ -487,12 +485,10 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
                 return false;
             }
             // As `Refs`: one compare-and-swap (see there), with release ordering.
-            match self.word.compare_exchange(
-                old,
-                old - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .word
+                .compare_exchange(old, old - 1, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(now) => old = now,
             }

@@ -267,29 +267,33 @@ fn closes_race_to_the_last_reference() {
 fn sharded_lock_keeps_writers_out_of_every_shard() {
     use refwatch::sync::atomic::{AtomicUsize, Ordering};
     use refwatch::sync::ShardedRwLock;
-    loom_model("sharded_lock_keeps_writers_out_of_every_shard", None, || {
-        let lock = Arc::new(ShardedRwLock::with_shards(2));
-        let pair = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-        let readers: Vec<_> = (0..2)
-            .map(|shard| {
-                let (lock, pair) = (Arc::clone(&lock), Arc::clone(&pair));
-                thread::spawn(move || {
-                    let _guard = lock.read_shard(shard);
-                    let first = pair.0.fetch_add(0, Ordering::Relaxed);
-                    let second = pair.1.fetch_add(0, Ordering::Relaxed);
-                    assert_eq!(first, second, "a writer ran inside shard {shard}'s reader");
+    loom_model(
+        "sharded_lock_keeps_writers_out_of_every_shard",
+        None,
+        || {
+            let lock = Arc::new(ShardedRwLock::with_shards(2));
+            let pair = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+            let readers: Vec<_> = (0..2)
+                .map(|shard| {
+                    let (lock, pair) = (Arc::clone(&lock), Arc::clone(&pair));
+                    thread::spawn(move || {
+                        let _guard = lock.read_shard(shard);
+                        let first = pair.0.fetch_add(0, Ordering::Relaxed);
+                        let second = pair.1.fetch_add(0, Ordering::Relaxed);
+                        assert_eq!(first, second, "a writer ran inside shard {shard}'s reader");
+                    })
                 })
-            })
-            .collect();
-        {
-            let _guard = lock.write();
-            pair.0.fetch_add(1, Ordering::Relaxed);
-            pair.1.fetch_add(1, Ordering::Relaxed);
-        }
-        for r in readers {
-            r.join().unwrap();
-        }
-    });
+                .collect();
+            {
+                let _guard = lock.write();
+                pair.0.fetch_add(1, Ordering::Relaxed);
+                pair.1.fetch_add(1, Ordering::Relaxed);
+            }
+            for r in readers {
+                r.join().unwrap();
+            }
+        },
+    );
 }
 
 /// A walker looks up a transient name in a dynamic directory — its lookup dentries go on the

@@ -201,8 +201,16 @@ fn fast_decs_race_to_the_last<C: RefCounter + 'static>(name: &str) {
             1,
             "the destructor must run exactly once"
         );
-        assert_eq!(obj.seen(0), 1, "the destructor missed the first holder's write");
-        assert_eq!(obj.seen(1), 2, "the destructor missed the second holder's write");
+        assert_eq!(
+            obj.seen(0),
+            1,
+            "the destructor missed the first holder's write"
+        );
+        assert_eq!(
+            obj.seen(1),
+            2,
+            "the destructor missed the second holder's write"
+        );
     });
 }
 

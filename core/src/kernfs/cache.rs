@@ -72,8 +72,7 @@ impl<T> Lru<T> {
         let evicted = if self.stamps.len() >= self.capacity {
             let mut chances = self.stamps.len();
             loop {
-                let (_, (old_id, old)) =
-                    self.order.pop_first().expect("a full cache is not empty");
+                let (_, (old_id, old)) = self.order.pop_first().expect("a full cache is not empty");
                 if chances > 0 && referenced(&old) {
                     chances -= 1;
                     let stamp = self.tick();
@@ -139,7 +138,11 @@ mod tests {
         assert_eq!(lru.insert(1, "a", never), None);
         assert_eq!(lru.insert(2, "b", never), None);
         assert!(lru.touch(1));
-        assert_eq!(lru.insert(3, "c", never), Some("b"), "2 was used least recently");
+        assert_eq!(
+            lru.insert(3, "c", never),
+            Some("b"),
+            "2 was used least recently"
+        );
         assert_eq!(lru.len(), 2);
         assert_eq!(lru.values().copied().collect::<Vec<_>>(), ["a", "c"]);
         assert!(!lru.touch(2));
@@ -176,7 +179,10 @@ mod tests {
             chances += 1;
             true
         });
-        assert_eq!(chances, 3, "one second chance per entry, then the oldest goes");
+        assert_eq!(
+            chances, 3,
+            "one second chance per entry, then the oldest goes"
+        );
         assert_eq!(evicted, Some("a"));
         assert_eq!(lru.len(), 3);
     }
