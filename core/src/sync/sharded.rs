@@ -133,7 +133,7 @@ fn default_shards() -> usize {
 
 #[cfg(any(loom, shuttle))]
 fn default_shards() -> usize {
-    1
+    2
 }
 
 /// The calling thread's shard hint: threads are numbered in the order they first take a
