@@ -91,6 +91,21 @@ pub trait RefCounter: Send + Sync {
     /// extra `dec_ref`). The count is left as it was.
     fn dec_ref(&self, destroy: impl FnOnce());
 
+    /// Drops a reference only if it is not the last one; returns whether it did.
+    ///
+    /// Linux's `lockref_put_not_zero` / `refcount_dec_not_one`: the fast path of a `DecRef`
+    /// whose destruction needs a lock. A caller that gets `true` has dropped its reference
+    /// and must not touch the count again for it; a caller that gets `false` still holds its
+    /// reference and drops it with [`dec_ref`](Self::dec_ref) under whatever lock destruction
+    /// needs. This never takes the count to zero and never runs a destructor, so the
+    /// transition to zero happens only where the caller's lock is held.
+    ///
+    /// Refuses (returns `false`, changing nothing) when one real reference or none is left,
+    /// or the object is dead; the caller's `dec_ref` then does the work or reports the misuse.
+    /// A compare-and-swap loop: it retries only when another thread changed the count.
+    #[must_use = "false means the reference is still held and must be dropped with dec_ref"]
+    fn dec_ref_unless_last(&self) -> bool;
+
     /// Adds a reference if the object is alive; returns whether it did.
     ///
     /// Never loops. A `false` may end the object's life (the back-out of a failed try can be
@@ -297,6 +312,29 @@ impl<T: ?Sized> RefCounter for Refs<T> {
         }
     }
 
+    fn dec_ref_unless_last(&self) -> bool {
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            // The dead bit first: a dead word's real half may read as anything while a
+            // misuse is taking its decrement back. Speculative references do not count: a
+            // try in flight may still fail, and then the real half is all there is.
+            if old & REFS_DEAD != 0 || old & REAL_MASK <= 1 {
+                return false;
+            }
+            // One compare-and-swap, not a load and a subtraction: between the two, another
+            // holder could drop its reference, and both would take the count to zero with
+            // nobody destroying (mutant `refs_dec_unless_last_check_then_sub`). Release, as
+            // `dec_ref`: the claim that reads zero later acquires this write too.
+            match self
+                .word
+                .compare_exchange(old, old - 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => old = now,
+            }
+        }
+    }
+
     fn try_inc_ref(&self, destroy: impl FnOnce()) -> bool {
         // Relaxed: a try that fails touches nothing of the object's (its claim acquires), and
         // one that succeeds acquires with its conversion below.
@@ -439,6 +477,24 @@ impl<T: ?Sized> RefCounter for StickyRefs<T> {
         }
     }
 
+    fn dec_ref_unless_last(&self) -> bool {
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            // Zero and one refuse, and so does the dead flag (the word is then huge).
+            if old & STICKY_DEAD != 0 || old <= 1 {
+                return false;
+            }
+            // As `Refs`: one compare-and-swap (see there), with release ordering.
+            match self
+                .word
+                .compare_exchange(old, old - 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => old = now,
+            }
+        }
+    }
+
     fn try_inc_ref(&self, _destroy: impl FnOnce()) -> bool {
         // Acquire: a reviver sees what the last holder wrote before its decrement.
         let old = self.word.fetch_add(1, Ordering::Acquire);
@@ -523,6 +579,12 @@ pub trait RefCounted {
     fn try_inc_ref(&self) -> bool {
         self.refs().try_inc_ref(|| self.destroy())
     }
+
+    /// See [`RefCounter::dec_ref_unless_last`].
+    #[must_use = "false means the reference is still held and must be dropped with dec_ref"]
+    fn dec_ref_unless_last(&self) -> bool {
+        self.refs().dec_ref_unless_last()
+    }
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
@@ -568,6 +630,45 @@ mod tests {
         assert!(!c.try_inc_ref(destroy));
         assert_eq!(runs.get(), 1, "a try on a dead object never destroys again");
         assert!(c.is_destroyed());
+    }
+
+    /// The fast path of a locked `DecRef`: it drops any reference but the last, and leaves
+    /// the last one (and misuse) to `dec_ref`.
+    fn dec_unless_last<C: RefCounter>() {
+        let c = C::new();
+        let runs = Cell::new(0);
+        let destroy = || runs.set(runs.get() + 1);
+        assert!(!c.dec_ref_unless_last(), "the only reference is the last");
+        assert_eq!(c.read_refs(), 1, "a refusal changes nothing");
+        c.inc_ref();
+        c.inc_ref();
+        assert!(c.dec_ref_unless_last());
+        assert_eq!(c.read_refs(), 2);
+        assert!(c.dec_ref_unless_last());
+        assert_eq!(c.read_refs(), 1);
+        assert!(!c.dec_ref_unless_last());
+        assert_eq!(runs.get(), 0, "never destroys");
+        c.dec_ref(destroy);
+        assert_eq!(runs.get(), 1);
+        assert!(!c.dec_ref_unless_last(), "a dead object refuses");
+        assert!(c.is_destroyed());
+        assert_eq!(runs.get(), 1);
+    }
+
+    #[test]
+    fn refs_dec_unless_last_never_takes_the_last_reference() {
+        dec_unless_last::<Refs<Probe>>();
+        // A try in flight does not make the last real reference any less the last: if the
+        // try fails, nothing else holds the object.
+        let c = Refs::<Probe>::new();
+        c.word.fetch_add(SPECULATIVE, Ordering::Relaxed);
+        assert!(!c.dec_ref_unless_last());
+        assert_eq!(c.word.load(Ordering::Relaxed), SPECULATIVE + 1);
+    }
+
+    #[test]
+    fn sticky_dec_unless_last_never_takes_the_last_reference() {
+        dec_unless_last::<StickyRefs<Probe>>();
     }
 
     #[test]

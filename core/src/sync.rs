@@ -33,6 +33,9 @@ pub use self::backend::{atomic, thread, Arc, Track};
 /// assert_eq!(counter.load(refwatch::sync::atomic::Ordering::Relaxed), 1);
 /// ```
 pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));
+
+mod sharded;
+pub use sharded::{ShardedReadGuard, ShardedRwLock, ShardedWriteGuard};
 use std::marker::PhantomData;
 
 /// Mutual exclusion without poisoning.

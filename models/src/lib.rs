@@ -47,6 +47,9 @@ pub fn report(
     println!("{line}");
 }
 
+/// The longest execution (in atomic and lock steps) a loom model may take; see [`loom_model`].
+pub const MAX_BRANCHES: usize = 10_000;
+
 /// Runs `f` under loom with the given preemption bound (`None`: exhaustive) and reports it.
 ///
 /// The harness variable `REFWATCH_PREEMPTION_BOUND=N` caps the bound at `N` (see
@@ -70,6 +73,14 @@ where
     let counter = Arc::clone(&iterations);
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = bound;
+    // loom's default (1,000) counts every atomic and lock step of one execution; a kernfs
+    // model of three actors renaming and walking a four-level tree takes about that many.
+    // The limit guards against spin loops, which none of our code has: a higher one changes
+    // no verdict, only how long an execution may be.
+    // `LOOM_MAX_BRANCHES`, when set, still wins (verify refuses to run with it set).
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        builder.max_branches = MAX_BRANCHES;
+    }
     let start = Instant::now();
     builder.check(move || {
         counter.fetch_add(1, Ordering::Relaxed);

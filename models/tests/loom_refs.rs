@@ -170,6 +170,60 @@ fn dec_publishes_writes_to_destructor_sticky() {
     dec_publishes_writes_to_destructor::<S>("dec_publishes_writes_to_destructor_sticky");
 }
 
+/// (c') The fast path of a locked `DecRef` (`dec_ref_unless_last`, kernfs's close) races
+/// another holder's: two holders each write their cell and drop their reference by the fast
+/// path, falling back to `dec_ref` when refused. Whatever the order, exactly one of them
+/// reaches zero through `dec_ref`, so the destructor runs exactly once and sees both writes.
+/// A fast path that checks and then subtracts lets both take the count to zero with nobody
+/// destroying (mutant `refs_dec_unless_last_check_then_sub`); one without release ordering
+/// lets the destructor read a cell unordered after its write (`refs_dec_unless_last_relaxed`).
+fn fast_decs_race_to_the_last<C: RefCounter + 'static>(name: &str) {
+    loom_model(name, None, || {
+        let obj = Arc::new(Probe::<C>::new());
+        obj.inc(); // the other holder's reference
+        let drop_fast = |obj: &Probe<C>| {
+            if !obj.refs().dec_ref_unless_last() {
+                obj.dec();
+            }
+        };
+        let other = {
+            let obj = obj.clone();
+            thread::spawn(move || {
+                obj.write_cell(1, 2);
+                drop_fast(&obj);
+            })
+        };
+        obj.write_cell(0, 1);
+        drop_fast(&obj);
+        other.join().unwrap();
+        assert_eq!(
+            obj.destructions(),
+            1,
+            "the destructor must run exactly once"
+        );
+        assert_eq!(
+            obj.seen(0),
+            1,
+            "the destructor missed the first holder's write"
+        );
+        assert_eq!(
+            obj.seen(1),
+            2,
+            "the destructor missed the second holder's write"
+        );
+    });
+}
+
+#[test]
+fn fast_decs_race_to_the_last_refs() {
+    fast_decs_race_to_the_last::<R>("fast_decs_race_to_the_last_refs");
+}
+
+#[test]
+fn fast_decs_race_to_the_last_sticky() {
+    fast_decs_race_to_the_last::<S>("fast_decs_race_to_the_last_sticky");
+}
+
 /// The RAII layer: a weak upgrade races the drop of the last strong handle. The value is a
 /// [`Canary`]: a handle that points at a destroyed value sees it dead (checking the value
 /// itself could not fail: its bits stay after the destructor moves it out), and loom fails

@@ -24,7 +24,7 @@ use super::path::{components, parent_and_name};
 use crate::leak::Registry;
 use crate::refs::RefCounter;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{Arc, Mutex, ShardedReadGuard, ShardedRwLock, ShardedWriteGuard};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -76,8 +76,9 @@ pub struct Stats {
 ///
 /// # Lock order
 ///
-/// 1. the filesystem lock (`mu`): read by walks and lookups, written by operations that
-///    change the tree and by dentry destruction;
+/// 1. the filesystem lock (`mu`, a [`ShardedRwLock`]): read by walks and lookups (each on
+///    its thread's shard), written by operations that change the tree and by dentry
+///    destruction;
 /// 2. a dentry's children lock (one at a time, except rename, which holds the filesystem
 ///    lock for writing);
 /// 3. the dentry cache lock;
@@ -122,13 +123,20 @@ pub struct Filesystem {
 struct FsInner {
     /// The filesystem lock. Protects the shape of the dentry tree: a dentry's parent and
     /// name, and its membership of its parent's children (with that children lock).
-    mu: RwLock<()>,
+    /// Sharded: a walk locks only its thread's shard, so walks on different cores write no
+    /// common reader count; a writer (a change to the tree, a dentry's last DecRef) locks
+    /// every shard.
+    mu: ShardedRwLock,
     /// Immutable. The filesystem holds one reference on it until release.
     root: Arc<Dentry>,
     /// Holds one reference on each cached dentry.
     cache: Mutex<Lru<Arc<Dentry>>>,
     /// Each entry is one reference to drop once no kernfs lock is held.
     deferred: Mutex<Vec<Arc<Dentry>>>,
+    /// The deferred list's length, written only with the list's lock held, so that an
+    /// operation that deferred nothing leaves without taking that lock (see
+    /// [`FsInner::process_deferred`]).
+    deferred_len: AtomicUsize,
     /// Where dentries register, if leak checking was on at creation. Read once: every
     /// dentry of the filesystem registers and unregisters on that reading, whatever the
     /// registry's mode is later.
@@ -139,8 +147,8 @@ struct FsInner {
 
 /// Proof that the filesystem lock is held, for reading or writing.
 enum FsGuard<'a> {
-    Read(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
-    Write(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
+    Read(#[allow(dead_code)] ShardedReadGuard<'a>),
+    Write(#[allow(dead_code)] ShardedWriteGuard<'a>),
 }
 
 impl FsGuard<'_> {
@@ -173,17 +181,37 @@ impl FsInner {
     ///
     /// May be called with any kernfs lock held (the deferred list lock is last in the order).
     fn defer_dec_ref(&self, d: Arc<Dentry>) {
-        self.deferred.lock().push(d);
+        let mut list = self.deferred.lock();
+        list.push(d);
+        self.deferred_len.store(list.len(), Ordering::Relaxed);
     }
 
     /// Drops every queued reference.
     ///
+    /// An operation that deferred nothing, with nothing queued by others, takes no lock here:
+    /// it reads the list's length first. That reading cannot miss this thread's own entries:
+    /// it comes after this thread's own store of the length (program order, so coherence
+    /// gives that store or a later one), and every later store was made under the list's
+    /// lock by a thread that pushed (non-zero) or took the whole list, this thread's entries
+    /// with it, to drop them itself. Entries of other threads are theirs to process, as they
+    /// always were. Both stores are made under the lock: a store of zero made after the lock
+    /// is released could overwrite the length of a push made in between, and that entry
+    /// would wait on the list for the next operation (mutant
+    /// `kernfs_deferred_len_cleared_after_unlock`).
+    ///
     /// Preconditions: the caller holds no kernfs lock.
     fn process_deferred(&self) {
-        // The list's lock is released at the end of this statement, before any DecRef
-        // (seed 002's fix): a DecRef takes the filesystem lock, and threads holding the
-        // filesystem lock wait for the list's lock to push onto it.
-        let batch = std::mem::take(&mut *self.deferred.lock());
+        if self.deferred_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // The list's lock is released at the end of this block, before any DecRef (seed
+        // 002's fix): a DecRef takes the filesystem lock, and threads holding the filesystem
+        // lock wait for the list's lock to push onto it.
+        let batch = {
+            let mut list = self.deferred.lock();
+            self.deferred_len.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *list)
+        };
         for d in batch {
             self.dec_ref(d);
         }
@@ -192,11 +220,22 @@ impl FsInner {
     /// Drops one reference on `d`. At zero, `d` is destroyed and then its parent reference
     /// is dropped, with every lock released in between, and so on up the tree.
     ///
+    /// A reference that is not the last is dropped without any kernfs lock (Linux's `dput`
+    /// fast path on `lockref`): [`RefCounter::dec_ref_unless_last`] never takes the count to
+    /// zero, so a dentry still reaches zero only under the filesystem lock held for writing,
+    /// in the same critical section in which it leaves its parent's children, and a lookup
+    /// holding the filesystem lock still finds only live dentries there. The models
+    /// `loom_kernfs::closes_race_to_the_last_reference` and `loom_refs::fast_decs_race_*`
+    /// check the fast path racing the last close.
+    ///
     /// Preconditions: the caller holds no kernfs lock (under the filesystem lock, use
     /// [`FsInner::defer_dec_ref`]).
     fn dec_ref(&self, d: Arc<Dentry>) {
         let mut next = Some(d);
         while let Some(d) = next.take() {
+            if d.refs.dec_ref_unless_last() {
+                return;
+            }
             let guard = FsGuard::Write(self.mu.write());
             d.refs.dec_ref(|| next = self.destroy(&guard, &d));
             drop(guard);
@@ -240,18 +279,21 @@ impl FsInner {
     ///
     /// Preconditions: the filesystem lock is held.
     fn resolve(&self, guard: &FsGuard<'_>, comps: &[&str]) -> Result<Arc<Dentry>> {
-        let mut d = Arc::clone(&self.root);
+        // `None` is the root, borrowed: the walk does not write the root's `Arc` count,
+        // which every walk on every core would otherwise share.
+        let mut d: Option<Arc<Dentry>> = None;
         for &c in comps {
-            if !d.is_dir() {
+            let cur = d.as_ref().unwrap_or(&self.root);
+            if !cur.is_dir() {
                 return Err(Error::NotDir);
             }
-            d = match c {
-                "." => d,
-                ".." => d.parent().ok_or(Error::InvalidName)?,
-                name => self.child(guard, &d, name)?,
-            };
+            match c {
+                "." => {}
+                ".." => d = Some(cur.parent().ok_or(Error::InvalidName)?),
+                name => d = Some(self.child(guard, cur, name)?),
+            }
         }
-        Ok(d)
+        Ok(d.unwrap_or_else(|| Arc::clone(&self.root)))
     }
 
     /// The child dentry `name` of the directory `parent`: the one in the tree if its inode is
@@ -264,7 +306,8 @@ impl FsInner {
             if c.inode().valid() {
                 let c = Arc::clone(c);
                 drop(children);
-                self.cache.lock().touch(arc_id(&c));
+                // No cache lock: the flag tells the cache at its next eviction (see `Lru`).
+                c.mark_referenced();
                 return Ok(c);
             }
             // Revalidate: the stale dentry leaves the tree (and the cache); whoever still
@@ -319,7 +362,10 @@ impl FsInner {
     fn keep_or_defer(&self, d: &Arc<Dentry>) {
         let d = Arc::clone(d);
         if d.inode().keep() {
-            let evicted = self.cache.lock().insert(arc_id(&d), d);
+            let evicted = self
+                .cache
+                .lock()
+                .insert(arc_id(&d), d, |c| c.take_referenced());
             if let Some(evicted) = evicted {
                 self.defer_dec_ref(evicted);
             }
@@ -417,10 +463,11 @@ impl Filesystem {
         }
         Ok(Filesystem {
             inner: Arc::new(FsInner {
-                mu: RwLock::new(()),
+                mu: ShardedRwLock::new(),
                 root,
                 cache: Mutex::new(Lru::new(options.cache_capacity)),
                 deferred: Mutex::new(Vec::new()),
+                deferred_len: AtomicUsize::new(0),
                 registry,
                 live: AtomicUsize::new(1),
                 peak: AtomicUsize::new(1),
