@@ -28,10 +28,6 @@ use refwatch_models::loom_model;
 /// The three-actor models: bound 3 takes ~3-10 s each, bound 4 ~20-60 s, unbounded does not
 /// finish in 5 minutes (each operation is dozens of lock and atomic steps).
 const BOUND: Option<usize> = Some(3);
-/// The cache model, whose three actors each walk cached names (each walk marks the dentries
-/// it passes for the cache: issue 11): bound 3 took 405,503 interleavings, 20 times what it
-/// took before the mark; bound 2 (15,142) still finds both of its mutants, each at depth 1.
-const BOUND_CACHE: Option<usize> = Some(2);
 /// The two-actor models: bound 4 takes ~6 s; unbounded does not finish in 5 minutes.
 const BOUND_TWO_ACTORS: Option<usize> = Some(4);
 
@@ -639,7 +635,7 @@ fn directory_rename_races_lookup_and_close() {
 /// the tree.
 #[test]
 fn cache_eviction_races_lookups() {
-    loom_model("cache_eviction_races_lookups", BOUND_CACHE, || {
+    loom_model("cache_eviction_races_lookups", BOUND, || {
         let (registry, inodes) = checked_inodes();
         let root = inodes.dir();
         let d = inodes.dir();

@@ -49,19 +49,7 @@ impl<T> Lru<T> {
     /// Adds `value` as the most recently used. Returns what no longer fits: the least
     /// recently used entry, `value` itself when the capacity is zero, or `value` again if
     /// `id` was already cached (the cache holds one reference per id).
-    ///
-    /// "Used" is known two ways: [`touch`](Lru::touch), with the cache's lock held, and
-    /// `referenced`, asked of the oldest entry when one must go: an entry that says it was
-    /// used since it was last asked (and forgets that it was) gets a second chance as the
-    /// most recent, as in Linux's dcache (`DCACHE_REFERENCED`). That lets a lookup of a
-    /// cached name set a flag on the dentry instead of taking the cache's lock. At most `len`
-    /// second chances are given per eviction, so it ends even if every entry is in use.
-    pub(crate) fn insert(
-        &mut self,
-        id: usize,
-        value: T,
-        mut referenced: impl FnMut(&T) -> bool,
-    ) -> Option<T> {
+    pub(crate) fn insert(&mut self, id: usize, value: T) -> Option<T> {
         if self.capacity == 0 {
             return Some(value);
         }
@@ -70,19 +58,9 @@ impl<T> Lru<T> {
             return Some(value);
         }
         let evicted = if self.stamps.len() >= self.capacity {
-            let mut chances = self.stamps.len();
-            loop {
-                let (_, (old_id, old)) = self.order.pop_first().expect("a full cache is not empty");
-                if chances > 0 && referenced(&old) {
-                    chances -= 1;
-                    let stamp = self.tick();
-                    self.stamps.insert(old_id, stamp);
-                    self.order.insert(stamp, (old_id, old));
-                    continue;
-                }
-                self.stamps.remove(&old_id);
-                break Some(old);
-            }
+            let (_, (old_id, old)) = self.order.pop_first().expect("a full cache is not empty");
+            self.stamps.remove(&old_id);
+            Some(old)
         } else {
             None
         };
@@ -135,82 +113,39 @@ mod tests {
     #[test]
     fn evicts_the_least_recently_used() {
         let mut lru = Lru::new(2);
-        assert_eq!(lru.insert(1, "a", never), None);
-        assert_eq!(lru.insert(2, "b", never), None);
+        assert_eq!(lru.insert(1, "a"), None);
+        assert_eq!(lru.insert(2, "b"), None);
         assert!(lru.touch(1));
-        assert_eq!(
-            lru.insert(3, "c", never),
-            Some("b"),
-            "2 was used least recently"
-        );
+        assert_eq!(lru.insert(3, "c"), Some("b"), "2 was used least recently");
         assert_eq!(lru.len(), 2);
         assert_eq!(lru.values().copied().collect::<Vec<_>>(), ["a", "c"]);
         assert!(!lru.touch(2));
     }
 
-    fn never<T>(_: &T) -> bool {
-        false
-    }
-
-    #[test]
-    fn a_referenced_entry_gets_a_second_chance() {
-        let mut lru = Lru::new(2);
-        lru.insert(1, "a", never);
-        lru.insert(2, "b", never);
-        let mut asked = Vec::new();
-        // "a" (oldest) was used since: it becomes the most recent, and "b" goes.
-        let evicted = lru.insert(3, "c", |v| {
-            asked.push(*v);
-            *v == "a"
-        });
-        assert_eq!(evicted, Some("b"));
-        assert_eq!(asked, ["a", "b"]);
-        assert_eq!(lru.values().copied().collect::<Vec<_>>(), ["a", "c"]);
-    }
-
-    #[test]
-    fn every_entry_referenced_still_evicts_one() {
-        let mut lru = Lru::new(3);
-        for (id, v) in [(1, "a"), (2, "b"), (3, "c")] {
-            lru.insert(id, v, never);
-        }
-        let mut chances = 0;
-        let evicted = lru.insert(4, "d", |_| {
-            chances += 1;
-            true
-        });
-        assert_eq!(
-            chances, 3,
-            "one second chance per entry, then the oldest goes"
-        );
-        assert_eq!(evicted, Some("a"));
-        assert_eq!(lru.len(), 3);
-    }
-
     #[test]
     fn zero_capacity_hands_every_value_back() {
         let mut lru = Lru::new(0);
-        assert_eq!(lru.insert(1, "a", never), Some("a"));
+        assert_eq!(lru.insert(1, "a"), Some("a"));
         assert_eq!(lru.len(), 0);
     }
 
     #[test]
     fn inserting_a_cached_id_returns_the_extra_value() {
         let mut lru = Lru::new(4);
-        assert_eq!(lru.insert(1, "a", never), None);
-        assert_eq!(lru.insert(1, "a2", never), Some("a2"));
+        assert_eq!(lru.insert(1, "a"), None);
+        assert_eq!(lru.insert(1, "a2"), Some("a2"));
         assert_eq!(lru.len(), 1);
     }
 
     #[test]
     fn remove_and_drain_empty_it() {
         let mut lru = Lru::new(3);
-        lru.insert(1, 10, never);
-        lru.insert(2, 20, never);
-        lru.insert(3, 30, never);
+        lru.insert(1, 10);
+        lru.insert(2, 20);
+        lru.insert(3, 30);
         assert_eq!(lru.remove(2), Some(20));
         assert_eq!(lru.remove(2), None);
-        assert_eq!(lru.insert(4, 40, never), None, "room after a removal");
+        assert_eq!(lru.insert(4, 40), None, "room after a removal");
         assert_eq!(lru.drain(), [10, 30, 40]);
         assert_eq!(lru.len(), 0);
         assert!(!lru.touch(1));

@@ -9,7 +9,6 @@
 use super::inode::{arc_id, Inode, InodeRef, Kind};
 use crate::leak::CheckedObject;
 use crate::refs::{RefCounter, Refs};
-use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, Mutex, Track};
 use std::collections::HashMap;
 use std::fmt;
@@ -37,10 +36,6 @@ pub(crate) struct Dentry {
     /// dentry, and while the filesystem lock is held every child here is alive (refs > 0):
     /// a dentry leaves this map in the same critical section in which it reaches zero.
     pub(crate) children: Mutex<HashMap<String, Arc<Dentry>>>,
-    /// Set by a lookup that found this dentry in the tree, cleared by the cache when it asks
-    /// (a second chance at eviction: see `Lru::insert`). Only a hint: a lost update costs an
-    /// eviction order, never a reference.
-    referenced: AtomicBool,
     /// Under loom, a dentry that is never freed fails the model.
     _track: Track<()>,
 }
@@ -64,7 +59,6 @@ impl Dentry {
                 name: name.to_owned(),
             }),
             children: Mutex::new(HashMap::new()),
-            referenced: AtomicBool::new(false),
             _track: Track::new(()),
         })
     }
@@ -101,19 +95,6 @@ impl Dentry {
 
     pub(crate) fn location(&self) -> crate::sync::MutexGuard<'_, Location> {
         self.location.lock()
-    }
-
-    /// Notes a use for the cache: one store-like swap on the dentry's own line, instead of
-    /// the cache's lock. (Reading first and storing only when the flag is clear would spare
-    /// the line on hot names, but it multiplied the interleavings of the kernfs models by
-    /// 2.6: loom explores which store each of those loads reads.)
-    pub(crate) fn mark_referenced(&self) {
-        self.referenced.swap(true, Ordering::Relaxed);
-    }
-
-    /// Whether the dentry was used since the last call, forgetting it.
-    pub(crate) fn take_referenced(&self) -> bool {
-        self.referenced.swap(false, Ordering::Relaxed)
     }
 
     /// Drops the dentry's reference on its inode.

@@ -306,8 +306,7 @@ impl FsInner {
             if c.inode().valid() {
                 let c = Arc::clone(c);
                 drop(children);
-                // No cache lock: the flag tells the cache at its next eviction (see `Lru`).
-                c.mark_referenced();
+                self.cache.lock().touch(arc_id(&c));
                 return Ok(c);
             }
             // Revalidate: the stale dentry leaves the tree (and the cache); whoever still
@@ -362,10 +361,7 @@ impl FsInner {
     fn keep_or_defer(&self, d: &Arc<Dentry>) {
         let d = Arc::clone(d);
         if d.inode().keep() {
-            let evicted = self
-                .cache
-                .lock()
-                .insert(arc_id(&d), d, |c| c.take_referenced());
+            let evicted = self.cache.lock().insert(arc_id(&d), d);
             if let Some(evicted) = evicted {
                 self.defer_dec_ref(evicted);
             }
