@@ -158,6 +158,137 @@ pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
     backend::arc_from_box(value)
 }
 
+/// A lock for critical sections of a few instructions, whose unlock is a release store.
+///
+/// Taking and releasing it cost one atomic read-modify-write (the swap that takes it), where
+/// [`Mutex`] costs two (its unlock is a swap too, which must see whether a waiter sleeps). A
+/// waiter reads the lock until it looks free, and only then tries to take it again, so that
+/// waiters do not write the lock's cache line over and over (and loom, which keeps only the
+/// last few stores of an atomic, does not lose track of it); it spins a little, then yields
+/// the processor at each look, so that a holder that was preempted gets to run; it never
+/// sleeps. Use it only where the lock is held for a bounded,
+/// short time and rarely contended.
+///
+/// Invariant: at most one [`SpinGuard`] of a lock exists at a time, and the value is reached
+/// only through [`SpinGuard::with`], so only its holder touches it; each holder's accesses
+/// happen after the previous holder's (the taking swap acquires, the unlock releases). There
+/// is no poisoning: a panic inside [`with`](SpinGuard::with) unlocks as it unwinds.
+///
+/// ```
+/// # if refwatch::sync::MODEL_CHECKED { return; } // primitives work only in a model
+/// let lock = refwatch::sync::SpinLock::new(Vec::new());
+/// lock.with(|v| v.push(1));
+/// assert_eq!(lock.with(|v| v.len()), 1);
+/// ```
+///
+/// The loom model `loom_refs::spin_lock_excludes` checks it (mutants `spin_lock_check_then_set`,
+/// `spin_lock_unlock_relaxed`).
+#[derive(Debug)]
+pub struct SpinLock<T> {
+    locked: atomic::AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a `SpinGuard`, and at most one guard of a lock
+// exists at a time: a guard is made only by the thread whose swap took `locked` from false to
+// true, and `locked` goes back to false only when that guard is dropped. The swap acquires
+// and the unlock releases, so each holder's accesses happen after the previous holder's.
+// Only `&mut T` is ever handed out, to one thread at a time: `T: Send` suffices.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new unlocked lock holding `value`.
+    pub fn new(value: T) -> Self {
+        SpinLock {
+            locked: atomic::AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, waiting for it if another thread holds it.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        if !self.try_take() {
+            self.lock_contended();
+        }
+        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock if it is free: one compare-and-swap.
+    #[inline]
+    fn try_take(&self) -> bool {
+        self.locked
+            .compare_exchange(
+                false,
+                true,
+                atomic::Ordering::Acquire,
+                atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        let mut spins = 0u32;
+        loop {
+            while self.locked.load(atomic::Ordering::Relaxed) {
+                if spins < 64 {
+                    spins += 1;
+                    spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+            if self.try_take() {
+                return;
+            }
+        }
+    }
+
+    /// Runs `f` on the value with the lock held.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.lock().with(f)
+    }
+}
+
+/// A held [`SpinLock`]; unlocks when dropped.
+#[derive(Debug)]
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> SpinGuard<'_, T> {
+    /// Runs `f` on the locked value.
+    #[inline]
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: this guard holds the lock (see `Sync for SpinLock`), so no other thread
+        // reaches the value until the guard is dropped, and `&mut self` keeps this thread
+        // from entering a second `with` of the same guard; the reference cannot outlive `f`.
+        self.lock.value.with_mut(|p| f(unsafe { &mut *p }))
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if cfg!(loom) {
+            // FIXME(loom#254): loom 0.7 mis-orders an atomic written by both plain stores and
+            // read-modify-writes (a waiter's swap can keep reading `true` after the unlock,
+            // and the model runs out of branches). The holder knows the value is `true`, so a
+            // releasing swap is the same write: that is what the model checks.
+            let _ = self.lock.locked.compare_exchange(
+                true,
+                false,
+                atomic::Ordering::Release,
+                atomic::Ordering::Relaxed,
+            );
+        } else {
+            self.lock.locked.store(false, atomic::Ordering::Release);
+        }
+    }
+}
+
 /// Hints that the caller is spinning. Under the model checkers this yields to the scheduler,
 /// so that a spin-wait cannot starve the thread it waits for.
 pub fn spin_loop() {
