@@ -134,14 +134,16 @@ impl<T: Send + Sync, C: RefCounter> CheckedObject for Inner<T, C> {
 }
 
 impl<T, C> Drop for Inner<T, C> {
-    /// The allocation is being freed. Its record left when the object was destroyed; if the
-    /// object never was (a panic unwound past the last `dec_ref`), the record leaves now, so
-    /// that no record outlives its object. Does not touch the payload.
+    /// The allocation is being freed. Its record left when the object was destroyed; if it is
+    /// still there (the object's destruction did not unregister it, or a panic unwound past
+    /// the last `dec_ref`), the record is replaced now by a copy that does not point here, so
+    /// that no record outlives its object and the object is still reported as leaked. Does
+    /// not touch the payload.
     fn drop(&mut self) {
         let slot = self.slot.load(Ordering::Relaxed);
         if slot != UNREGISTERED {
             if let Some(registry) = &self.registry {
-                registry.forget_handle(self as *const Self as usize, slot);
+                registry.orphan_handle(self as *const Self as usize, slot, type_name::<T>());
             }
         }
     }
