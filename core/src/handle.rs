@@ -240,8 +240,11 @@ fn register<T: Send + Sync + 'static, C: RefCounter + 'static>(
     // SAFETY: the record points into the `Arc`'s allocation, which does not move and is freed
     // only when the last `Arc` goes. The record leaves before that: in `destroy` (which runs
     // while its caller holds an `Arc`), or else in `Drop for Inner`, which runs before the
-    // allocation is freed. (The loom model `report_sees_one_instant_across_shards` reads
-    // records while their handles are destroyed.)
+    // allocation is freed (and replaces the record by one that does not point here). A report
+    // reads the record only under its shard's lock, which the removal takes too. (The loom
+    // model `handles_share_one_shard` makes reports while another thread's handle is
+    // destroyed; the unit test `a_handle_freed_while_registered_is_still_reported_and_points_nowhere`
+    // covers the replacement.)
     let slot = unsafe {
         registry.register_handle(inner.id(), NonNull::from(obj), type_name::<T>(), inner.log)
     };

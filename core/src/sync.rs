@@ -182,7 +182,7 @@ pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
 /// ```
 ///
 /// The loom model `loom_refs::spin_lock_excludes` checks it (mutants `spin_lock_check_then_set`,
-/// `spin_lock_unlock_relaxed`).
+/// `spin_lock_unlock_relaxed`, `spin_lock_waiter_enters_when_free`).
 #[derive(Debug)]
 pub struct SpinLock<T> {
     locked: atomic::AtomicBool,

@@ -474,10 +474,12 @@ fn handles_share_one_shard() {
 }
 
 /// (g) `SpinLock` excludes: two threads increment a plain counter under it and neither
-/// increment is lost. A lock that reads and then sets (mutant `spin_lock_check_then_set`)
-/// lets both threads in after one preemption, and loom reports their concurrent writes; an
-/// unlock that does not release (mutant `spin_lock_unlock_relaxed`) leaves the next holder's
-/// accesses unordered after the last one's. Unbounded.
+/// increment is lost. A waiter that goes in when it sees the lock free without taking it
+/// (mutant `spin_lock_waiter_enters_when_free`) needs to find the lock taken first, one
+/// preemption; loom then reports its write unordered with the holder's. A lock that reads and
+/// then sets (`spin_lock_check_then_set`) and an unlock that does not release
+/// (`spin_lock_unlock_relaxed`) are ordering bugs that loom finds with no preemption: the
+/// second thread may read a stale `false`. Unbounded.
 #[test]
 fn spin_lock_excludes() {
     loom_model("spin_lock_excludes", None, || {
