@@ -439,7 +439,10 @@ fn report_sees_one_instant_across_shards() {
 /// the main thread makes a report while its handle lives, which reads the other thread's
 /// handle through its record while that handle may be being destroyed (the pointer a record
 /// holds must stay valid until the record leaves); every handle leaves and the registry ends
-/// empty. Bounded at 2 preemptions: unbounded, it took 78 s on two busy cores.
+/// empty. A count of handles updated outside the shard's critical section (mutant
+/// `registry_handle_count_outside_the_lock`) loses an unregistration when the two threads
+/// unregister at once: one preemption. Bounded at 2 preemptions: unbounded, it took 78 s on
+/// two busy cores.
 #[test]
 fn handles_share_one_shard() {
     fn make(registry: &Arc<Registry>) -> (Counted<Canary>, refwatch_models::probe::CanaryWitness) {
