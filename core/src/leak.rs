@@ -55,9 +55,9 @@
 //!   registered, whatever the mode is by then.
 //!
 //! What a handle pays with checking on, over checking off: the `Arc` clone of the registry it
-//! keeps (one atomic add when made, one subtract when freed) and one swap to take its shard's
-//! lock when made and another when destroyed: four atomic read-modify-writes, and about 105
-//! more instructions (callgrind: 352 against 245 for a build and drop with a `u64` payload,
+//! keeps (one atomic add when made, one subtract when freed) and one compare-and-swap to take
+//! its shard's lock when made and another when destroyed: four atomic read-modify-writes, and
+//! about 105 more instructions (callgrind: 352 against 245 for a build and drop with a `u64` payload,
 //! `benches/examples/handle_create_destroy.rs`; before this design, 1,014 against 244).
 //!
 //! A report ([`Registry::report`]) locks every shard, in ascending order, before it reads any,

@@ -160,7 +160,8 @@ pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
 
 /// A lock for critical sections of a few instructions, whose unlock is a release store.
 ///
-/// Taking and releasing it cost one atomic read-modify-write (the swap that takes it), where
+/// Taking and releasing it cost one atomic read-modify-write (the compare-and-swap that takes
+/// it), where
 /// [`Mutex`] costs two (its unlock is a swap too, which must see whether a waiter sleeps). A
 /// waiter reads the lock until it looks free, and only then tries to take it again, so that
 /// waiters do not write the lock's cache line over and over (and loom, which keeps only the
@@ -171,7 +172,8 @@ pub fn arc_from_box<T: ?Sized>(value: Box<T>) -> Arc<T> {
 ///
 /// Invariant: at most one [`SpinGuard`] of a lock exists at a time, and the value is reached
 /// only through [`SpinGuard::with`], so only its holder touches it; each holder's accesses
-/// happen after the previous holder's (the taking swap acquires, the unlock releases). There
+/// happen after the previous holder's (the taking compare-and-swap acquires, the unlock
+/// releases). There
 /// is no poisoning: a panic inside [`with`](SpinGuard::with) unlocks as it unwinds.
 ///
 /// ```
@@ -190,10 +192,11 @@ pub struct SpinLock<T> {
 }
 
 // SAFETY: the value is reached only through a `SpinGuard`, and at most one guard of a lock
-// exists at a time: a guard is made only by the thread whose swap took `locked` from false to
-// true, and `locked` goes back to false only when that guard is dropped. The swap acquires
-// and the unlock releases, so each holder's accesses happen after the previous holder's.
-// Only `&mut T` is ever handed out, to one thread at a time: `T: Send` suffices.
+// exists at a time: a guard is made only by the thread whose compare-and-swap took `locked`
+// from false to true, and `locked` goes back to false only when that guard is dropped. That
+// compare-and-swap acquires and the unlock releases, so each holder's accesses happen after
+// the previous holder's. Only `&mut T` is ever handed out, to one thread at a time: `T: Send`
+// suffices.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
@@ -274,9 +277,10 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         if cfg!(loom) {
             // FIXME(loom#254): loom 0.7 mis-orders an atomic written by both plain stores and
-            // read-modify-writes (a waiter's swap can keep reading `true` after the unlock,
-            // and the model runs out of branches). The holder knows the value is `true`, so a
-            // releasing swap is the same write: that is what the model checks.
+            // read-modify-writes (a waiter's compare-and-swap can keep reading `true` after the
+            // unlock, and the model runs out of branches). The holder knows the value is
+            // `true`, so a releasing compare-and-swap from `true` is the same write: that is
+            // what the model checks.
             let _ = self.lock.locked.compare_exchange(
                 true,
                 false,
