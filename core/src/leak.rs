@@ -310,9 +310,52 @@ type IdMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<IdHasher>>;
 /// The lock of one shard: a [`SpinLock`](crate::sync::SpinLock), whose critical sections here
 /// are a few instructions (push or pop a slot) and whose unlock is a release store: one
 /// atomic read-modify-write per lock and unlock, where a `Mutex` takes two.
+///
+/// Under loom only, the shard lock is the shim's `Mutex` behind the same two calls: a loom
+/// thread that spins explores a branch at every look, and the kernfs models, whose three
+/// threads all register dentries, ran past loom's branch limit on the spin lock. The spin lock
+/// has its own loom model (`loom_refs::spin_lock_excludes`, three mutants); shuttle runs the
+/// registry on it.
+#[cfg(not(loom))]
 type ShardLock<T> = crate::sync::SpinLock<T>;
 /// A held [`ShardLock`].
+#[cfg(not(loom))]
 type ShardGuard<'a, T> = crate::sync::SpinGuard<'a, T>;
+#[cfg(loom)]
+type ShardLock<T> = loom_shard::ShardLock<T>;
+#[cfg(loom)]
+type ShardGuard<'a, T> = loom_shard::ShardGuard<'a, T>;
+
+/// The shard lock under loom: the shim's `Mutex` with the [`SpinLock`](crate::sync::SpinLock)
+/// calls the registry uses.
+#[cfg(loom)]
+mod loom_shard {
+    use crate::sync::{Mutex, MutexGuard};
+
+    pub(super) struct ShardLock<T>(Mutex<T>);
+
+    pub(super) struct ShardGuard<'a, T>(MutexGuard<'a, T>);
+
+    impl<T> ShardLock<T> {
+        pub(super) fn new(value: T) -> Self {
+            ShardLock(Mutex::new(value))
+        }
+
+        pub(super) fn lock(&self) -> ShardGuard<'_, T> {
+            ShardGuard(self.0.lock())
+        }
+
+        pub(super) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            self.lock().with(f)
+        }
+    }
+
+    impl<T> ShardGuard<'_, T> {
+        pub(super) fn with<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+            f(&mut self.0)
+        }
+    }
+}
 
 /// The record of a handle whose allocation was freed while it was still registered (see
 /// [`Registry::orphan_handle`]).
@@ -592,7 +635,8 @@ impl Registry {
     /// was.
     pub fn register_always(&self, obj: impl CheckedObject + 'static) {
         let (id, ty) = (obj.id(), obj.ref_type());
-        let log = self.logs_refs_of(ty);
+        // The set itself, not the flag first: see `logged_slow`.
+        let log = self.logged_slow(ty);
         let twice = self.shard(id).with(|shard| {
             if shard.objects.contains_key(&id) {
                 return Some(obj);
@@ -686,7 +730,8 @@ impl Registry {
             });
         match removed {
             Some(obj) => {
-                if self.logs_refs_of(ty) {
+                // The set itself, not the flag first: see `logged_slow`.
+                if self.logged_slow(ty) {
                     log_event(ty, id, RefEvent::Unregistered, 0);
                 }
                 drop(obj);
@@ -771,7 +816,12 @@ impl Registry {
         self.logging.load(Ordering::Relaxed) && self.logged_slow(ty)
     }
 
-    #[cold]
+    /// Whether `ty` is in the set of logged types, read under its lock. The boxed paths
+    /// ([`register_always`](Self::register_always), [`unregister`](Self::unregister)) call this
+    /// directly, as they always did, and only handles check the flag first: under loom an
+    /// atomic load is one more branch than an uncontended read lock, and the kernfs models,
+    /// which register every dentry and inode through those paths, ran past loom's branch
+    /// limit with the flag.
     fn logged_slow(&self, ty: &'static str) -> bool {
         self.logged.read().contains(ty)
     }
