@@ -43,14 +43,17 @@
 //!   own lock; an object's shard is a multiplicative hash of its id, so threads making
 //!   different objects rarely meet. The shard lock is a [`SpinLock`](crate::sync::SpinLock):
 //!   its critical sections are a few instructions, and its unlock is a store, not an atomic
-//!   read-modify-write as a `Mutex`'s is.
+//!   read-modify-write as a `Mutex`'s is. (Under loom it is the shim's `Mutex`: loom explores
+//!   a branch at every look of a spinning waiter, and the kernfs models ran out of branches;
+//!   the spin lock has a loom model of its own.)
 //! - **No box, no hashing for handles.** A handle's record is a pointer to the handle's own
 //!   allocation (which is the [`CheckedObject`]) in a slab of its shard; the handle remembers
 //!   its slot, so unregistering is an index, and a freed slot is the next one taken. Other
 //!   objects ([`Registry::register`]) are boxed into a hash table of their shard, as before.
-//! - **No shared counter written for logging.** Whether a type's reference events are logged
-//!   is one relaxed load of a flag while no type is ([`Registry::log_refs_of`]); the set of
-//!   logged types, behind its `RwLock`, is read only when some type is.
+//! - **No shared counter written for logging.** Whether a handle's type has its reference
+//!   events logged is one relaxed load of a flag while no type is
+//!   ([`Registry::log_refs_of`]); the set of logged types, behind its `RwLock`, is read only
+//!   when some type is. (The boxed paths read the set, as they always did.)
 //! - **One reading of the mode**, when the handle is made: the handle unregisters where it
 //!   registered, whatever the mode is by then.
 //!
