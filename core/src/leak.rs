@@ -41,11 +41,8 @@
 //! - **Shards, no global lock.** The live set is a power-of-two array of shards
 //!   ([`DEFAULT_SHARDS`], or [`Registry::with_shards`]), each on its own cache lines with its
 //!   own lock; an object's shard is a multiplicative hash of its id, so threads making
-//!   different objects rarely meet. The shard lock is a [`SpinLock`](crate::sync::SpinLock):
-//!   its critical sections are a few instructions, and its unlock is a store, not an atomic
-//!   read-modify-write as a `Mutex`'s is. (Under loom it is the shim's `Mutex`: loom explores
-//!   a branch at every look of a spinning waiter, and the kernfs models ran out of branches;
-//!   the spin lock has a loom model of its own.)
+//!   different objects rarely meet. Each shard's lock is a `Mutex` held for a few
+//!   instructions (push or pop a slot).
 //! - **No box, no hashing for handles.** A handle's record is a pointer to the handle's own
 //!   allocation (which is the [`CheckedObject`]) in a slab of its shard; the handle remembers
 //!   its slot, so unregistering is an index, and a freed slot is the next one taken. Other
@@ -310,29 +307,16 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// The lock of one shard: a [`SpinLock`](crate::sync::SpinLock), whose critical sections here
-/// are a few instructions (push or pop a slot) and whose unlock is a release store: one
-/// atomic read-modify-write per lock and unlock, where a `Mutex` takes two.
-///
-/// Under loom only, the shard lock is the shim's `Mutex` behind the same two calls: a loom
-/// thread that spins explores a branch at every look, and the kernfs models, whose three
-/// threads all register dentries, ran past loom's branch limit on the spin lock. The spin lock
-/// has its own loom model (`loom_refs::spin_lock_excludes`, three mutants); shuttle runs the
-/// registry on it.
-#[cfg(not(loom))]
-type ShardLock<T> = crate::sync::SpinLock<T>;
+/// The lock of one shard: the shim's `Mutex` (so loom and shuttle check the lock that
+/// ships) behind the two calls the registry makes. A spin lock whose unlock is a plain store
+/// would save one atomic read-modify-write per lock and unlock; it was tried and taken out,
+/// because loom 0.7 cannot check an atomic written both by stores and by read-modify-writes
+/// (loom#254), and a lock that differs under loom is not the lock the models check.
+type ShardLock<T> = shard_lock::ShardLock<T>;
 /// A held [`ShardLock`].
-#[cfg(not(loom))]
-type ShardGuard<'a, T> = crate::sync::SpinGuard<'a, T>;
-#[cfg(loom)]
-type ShardLock<T> = loom_shard::ShardLock<T>;
-#[cfg(loom)]
-type ShardGuard<'a, T> = loom_shard::ShardGuard<'a, T>;
+type ShardGuard<'a, T> = shard_lock::ShardGuard<'a, T>;
 
-/// The shard lock under loom: the shim's `Mutex` with the [`SpinLock`](crate::sync::SpinLock)
-/// calls the registry uses.
-#[cfg(loom)]
-mod loom_shard {
+mod shard_lock {
     use crate::sync::{Mutex, MutexGuard};
 
     pub(super) struct ShardLock<T>(Mutex<T>);

@@ -16,7 +16,6 @@ use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
 use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::atomic::{AtomicUsize, Ordering};
-use refwatch::sync::SpinLock;
 use refwatch_models::loom_model;
 use refwatch_models::probe::{expect_alive, Canary, Probe};
 use std::mem::ManuallyDrop;
@@ -473,26 +472,5 @@ fn handles_share_one_shard() {
             0,
             "a destroyed handle stayed registered"
         );
-    });
-}
-
-/// (g) `SpinLock` excludes: two threads increment a plain counter under it and neither
-/// increment is lost. A waiter that goes in when it sees the lock free without taking it
-/// (mutant `spin_lock_waiter_enters_when_free`) needs to find the lock taken first, one
-/// preemption; loom then reports its write unordered with the holder's. A lock that reads and
-/// then sets (`spin_lock_check_then_set`) and an unlock that does not release
-/// (`spin_lock_unlock_relaxed`) are ordering bugs that loom finds with no preemption: the
-/// second thread may read a stale `false`. Unbounded.
-#[test]
-fn spin_lock_excludes() {
-    loom_model("spin_lock_excludes", None, || {
-        let lock = Arc::new(SpinLock::new(0u32));
-        let other = {
-            let lock = lock.clone();
-            thread::spawn(move || lock.with(|n| *n += 1))
-        };
-        lock.with(|n| *n += 1);
-        other.join().unwrap();
-        assert_eq!(lock.with(|n| *n), 2, "an increment was lost");
     });
 }
