@@ -28,11 +28,13 @@
 
 use crate::leak::{self, CheckedObject, RefEvent, Registry};
 use crate::refs::{RefCounter, Refs};
+use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Arc, Reading, UnsafeCell};
 use std::any::type_name;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::ptr::NonNull;
 
 type OnDestroy<T> = Box<dyn FnOnce(T) + Send>;
 
@@ -53,9 +55,16 @@ struct Inner<T, C> {
     /// reading of the mode: the seed re-reads it at unregistration, so a mode change in
     /// between loses or double-removes the entry (mutant `registry_mode_reread`).
     registry: Option<Arc<Registry>>,
+    /// The slot of this object's record in `registry` ([`UNREGISTERED`] when it has none):
+    /// written once by `build`, right after registering and before the handle leaves the
+    /// building thread; set back to `UNREGISTERED` by `destroy` once the record has left.
+    slot: AtomicU32,
     /// Whether every reference event is logged.
     log: bool,
 }
+
+/// [`Inner::slot`] of an object with no record in its registry.
+const UNREGISTERED: u32 = u32::MAX;
 
 // SAFETY: `Inner` is shared between threads by `Arc`. The payload is read (`&T`) only by
 // holders of a reference and written only by `destroy`, which runs once, after every reference
@@ -74,7 +83,7 @@ impl<T, C: RefCounter> Inner<T, C> {
     /// Ends the object's life. Runs once: only the caller that won the counter's claim gets here.
     fn destroy(&self) {
         if let Some(registry) = &self.registry {
-            registry.unregister(self.id(), type_name::<T>());
+            self.unregister(registry);
         }
         // SAFETY: the counter's claim succeeded exactly once (that is the invariant the loom
         // models check), and it succeeds only when no reference is held, so no `&T` handed out
@@ -91,6 +100,13 @@ impl<T, C: RefCounter> Inner<T, C> {
         }
     }
 
+    /// Takes this object's record out of `registry`, where `build` put it.
+    fn unregister(&self, registry: &Registry) {
+        let slot = self.slot.load(Ordering::Relaxed);
+        registry.unregister_handle(self.id(), slot, type_name::<T>(), self.log);
+        self.slot.store(UNREGISTERED, Ordering::Relaxed);
+    }
+
     fn log(&self, event: RefEvent) {
         if self.log {
             leak::log_event(type_name::<T>(), self.id(), event, self.refs.read_refs());
@@ -98,12 +114,11 @@ impl<T, C: RefCounter> Inner<T, C> {
     }
 }
 
-/// What the registry keeps of a live handle: the allocation, so a leak report can read its count.
-struct Registered<T, C>(Arc<Inner<T, C>>);
-
-impl<T: Send + Sync + 'static, C: RefCounter + 'static> CheckedObject for Registered<T, C> {
+/// The registry keeps a pointer to the allocation itself (no box, no `Arc` clone), so a
+/// leak report can read its count.
+impl<T: Send + Sync, C: RefCounter> CheckedObject for Inner<T, C> {
     fn id(&self) -> usize {
-        self.0.id()
+        Inner::id(self)
     }
     fn ref_type(&self) -> &'static str {
         type_name::<T>()
@@ -112,9 +127,25 @@ impl<T: Send + Sync + 'static, C: RefCounter + 'static> CheckedObject for Regist
         format!(
             "[{} {:#x}] reference count of {} instead of 0",
             type_name::<T>(),
-            self.id(),
-            self.0.refs.read_refs()
+            Inner::id(self),
+            self.refs.read_refs()
         )
+    }
+}
+
+impl<T, C> Drop for Inner<T, C> {
+    /// The allocation is being freed. Its record left when the object was destroyed; if it is
+    /// still there (the object's destruction did not unregister it, or a panic unwound past
+    /// the last `dec_ref`), the record is replaced now by a copy that does not point here, so
+    /// that no record outlives its object and the object is still reported as leaked. Does
+    /// not touch the payload.
+    fn drop(&mut self) {
+        let slot = self.slot.load(Ordering::Relaxed);
+        if slot != UNREGISTERED {
+            if let Some(registry) = &self.registry {
+                registry.orphan_handle(self as *const Self as usize, slot, type_name::<T>());
+            }
+        }
     }
 }
 
@@ -173,6 +204,7 @@ impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
     }
 
     /// The handle, holding the object's one reference.
+    #[inline]
     pub fn build(self) -> Counted<T, C> {
         // One reading of the mode decides both registration and unregistration; with checking
         // off, the handle does not even keep the registry.
@@ -188,14 +220,35 @@ impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
                 on_destroy: self.on_destroy,
             })),
             registry,
+            slot: AtomicU32::new(UNREGISTERED),
             log,
         });
         if let Some(registry) = &inner.registry {
             // One reading of the mode decides both registration and unregistration.
-            registry.register_always(Registered(Arc::clone(&inner)));
+            register(&inner, registry);
         }
         Counted::from_reference(inner)
     }
+}
+
+/// Puts a record of `inner`, a new object that no other thread can see yet, in `registry`.
+fn register<T: Send + Sync + 'static, C: RefCounter + 'static>(
+    inner: &Arc<Inner<T, C>>,
+    registry: &Registry,
+) {
+    let obj: &(dyn CheckedObject + 'static) = &**inner;
+    // SAFETY: the record points into the `Arc`'s allocation, which does not move and is freed
+    // only when the last `Arc` goes. The record leaves before that: in `destroy` (which runs
+    // while its caller holds an `Arc`), or else in `Drop for Inner`, which runs before the
+    // allocation is freed (and replaces the record by one that does not point here). A report
+    // reads the record only under its shard's lock, which the removal takes too. (The loom
+    // model `handles_share_one_shard` makes reports while another thread's handle is
+    // destroyed; the unit test `a_handle_freed_while_registered_is_still_reported_and_points_nowhere`
+    // covers the replacement.)
+    let slot = unsafe {
+        registry.register_handle(inner.id(), NonNull::from(obj), type_name::<T>(), inner.log)
+    };
+    inner.slot.store(slot, Ordering::Relaxed);
 }
 
 impl<T: Send + Sync + 'static, C: RefCounter + 'static> Counted<T, C> {
@@ -254,6 +307,7 @@ impl<T, C: RefCounter> Clone for Counted<T, C> {
 }
 
 impl<T, C: RefCounter> Drop for Counted<T, C> {
+    #[inline]
     fn drop(&mut self) {
         // The access ends before the reference does: the `dec_ref` may destroy.
         self.reading.end();

@@ -426,3 +426,105 @@ fn handle_reference_is_tracked_until_dropped_sticky() {
         "handle_reference_is_tracked_until_dropped_sticky",
     );
 }
+
+/// A made-up object with a chosen id, so that a model can put objects on chosen shards.
+struct Placed {
+    id: usize,
+    ty: &'static str,
+}
+
+impl refwatch::leak::CheckedObject for Placed {
+    fn id(&self) -> usize {
+        self.id
+    }
+    fn ref_type(&self) -> &'static str {
+        self.ty
+    }
+}
+
+/// The first id (a multiple of 16, like an address) that `registry` puts on `shard`.
+fn id_on_shard(registry: &Registry, shard: usize) -> usize {
+    (1..)
+        .map(|i| i * 16)
+        .find(|&id| registry.shard_of(id) == shard)
+        .expect("some id lands on every shard")
+}
+
+/// (e) A report is one instant of the whole sharded registry, even while objects leave one
+/// shard and arrive on another. The registry has two shards; `A` lives on shard 0, and a
+/// thread unregisters it, then registers `B` on shard 1. `A` and `B` are never registered at
+/// the same instant, so no report may hold both (it may hold neither: between the two
+/// calls). A report that reads the shards one after the other, releasing each before the
+/// next (mutant `registry_report_shard_by_shard`), sees `A` on shard 0, then, after the thread
+/// has run, `B` on shard 1: one preemption. (The objects have chosen ids: a shard is a hash of
+/// the id, and heap addresses change between loom's executions, which must repeat exactly.
+/// Handles, registered by address, are modelled on one shard in (f).) Unbounded.
+#[test]
+fn report_sees_one_instant_across_shards() {
+    loom_model("report_sees_one_instant_across_shards", None, || {
+        let registry = Arc::new(Registry::with_shards(LeakMode::Warn, 2));
+        let (a, b) = (id_on_shard(&registry, 0), id_on_shard(&registry, 1));
+        registry.register(Placed { id: a, ty: "A" });
+        let mover = {
+            let registry = registry.clone();
+            thread::spawn(move || {
+                registry.unregister(a, "A");
+                registry.register(Placed { id: b, ty: "B" });
+            })
+        };
+        let report = registry.report();
+        let seen = |ty: &str| report.by_type.get(ty).copied().unwrap_or(0);
+        assert!(
+            seen("A") + seen("B") <= 1,
+            "a report holds A and B, never registered at once: {report}"
+        );
+        assert_eq!(report.total, seen("A") + seen("B"));
+        mover.join().unwrap();
+        let last = registry.report();
+        assert_eq!((last.total, last.by_type.get("B")), (1, Some(&1)), "{last}");
+        registry.unregister(b, "B");
+        assert!(registry.check().is_empty());
+    });
+}
+
+/// (f) Handles on one shard: two threads make and destroy a handle each on a registry of one
+/// shard at once, so each frees a slot of the shard's slab that the other may take next, and
+/// the main thread makes a report while its handle lives, which reads the other thread's
+/// handle through its record while that handle may be being destroyed (the pointer a record
+/// holds must stay valid until the record leaves); every handle leaves and the registry ends
+/// empty. A count of handles updated outside the shard's critical section (mutant
+/// `registry_handle_count_outside_the_lock`) loses an unregistration when the two threads
+/// unregister at once: one preemption. Bounded at 2 preemptions: unbounded, it took 78 s on
+/// two busy cores.
+#[test]
+fn handles_share_one_shard() {
+    fn make(registry: &Arc<Registry>) -> (Counted<Canary>, refwatch_models::probe::CanaryWitness) {
+        let (canary, witness) = Canary::new();
+        (Counted::builder(canary).registry(registry).build(), witness)
+    }
+    loom_model("handles_share_one_shard", Some(2), || {
+        let registry = Arc::new(Registry::with_shards(LeakMode::Warn, 1));
+        let other = {
+            let registry = registry.clone();
+            thread::spawn(move || {
+                let (h, witness) = make(&registry);
+                drop(h);
+                assert!(witness.dropped(), "the last drop destroys");
+            })
+        };
+        let (h, witness) = make(&registry);
+        let report = registry.report();
+        assert!(
+            (1..=2).contains(&report.total),
+            "this handle is registered: {report}"
+        );
+        drop(h);
+        assert!(witness.dropped(), "the last drop destroys");
+        other.join().unwrap();
+        assert_eq!(
+            registry.live_count(),
+            0,
+            "a destroyed handle stayed registered"
+        );
+    });
+}
