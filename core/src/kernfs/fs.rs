@@ -306,7 +306,13 @@ impl FsInner {
             if c.inode().valid() {
                 let c = Arc::clone(c);
                 drop(children);
-                self.cache.lock().touch(arc_id(&c));
+                // A touch is a hint: when another walk holds the cache's lock, skip it rather
+                // than wait (a contended std mutex parks the thread, two system calls). The
+                // name then moves up the LRU on its next uncontended walk; with no contention
+                // the order is exact LRU.
+                if let Some(mut cache) = self.cache.try_lock() {
+                    cache.touch(arc_id(&c));
+                }
                 return Ok(c);
             }
             // Revalidate: the stale dentry leaves the tree (and the cache); whoever still
