@@ -863,6 +863,17 @@ mod tests {
         }
     }
 
+    /// An object known only by the id it is given (to register one id twice).
+    struct Alias(usize);
+    impl CheckedObject for Alias {
+        fn id(&self) -> usize {
+            self.0
+        }
+        fn ref_type(&self) -> &'static str {
+            "Alias"
+        }
+    }
+
     #[test]
     fn mode_parses_known_values_and_rejects_the_rest() {
         assert_eq!("off".parse(), Ok(LeakMode::Off));
@@ -906,15 +917,6 @@ mod tests {
         let r = Registry::new(LeakMode::Warn);
         let b = Box::new(7u8);
         let addr = &*b as *const u8 as usize;
-        struct Alias(usize);
-        impl CheckedObject for Alias {
-            fn id(&self) -> usize {
-                self.0
-            }
-            fn ref_type(&self) -> &'static str {
-                "Alias"
-            }
-        }
         assert!(r.register(Alias(addr)));
         let err = catch_unwind(AssertUnwindSafe(|| r.register(Alias(addr)))).unwrap_err();
         assert!(err
@@ -1105,15 +1107,6 @@ mod tests {
         let r = Arc::new(Registry::with_shards(LeakMode::Warn, 4));
         let objects: Vec<Obj> = (0..20).map(|_| Obj(Box::new(0), "A")).collect();
         let ids: Vec<usize> = objects.iter().map(|o| o.id()).collect();
-        struct Alias(usize);
-        impl CheckedObject for Alias {
-            fn id(&self) -> usize {
-                self.0
-            }
-            fn ref_type(&self) -> &'static str {
-                "Alias"
-            }
-        }
         for id in &ids {
             r.register(Alias(*id));
         }
