@@ -9,8 +9,10 @@
 //!   (a load and a compare-and-swap loop), with `Arc` clone + drop for reference.
 //! - `try_inc_dec_contended_2t`: the same four, while a second thread does the same
 //!   operation on the same object in a loop (see `refwatch_benches::with_helper`).
-//! - `handle_create_destroy`: a `Counted` handle built and dropped with a registry instance
-//!   in `LeakMode::Off` and in `LeakMode::Warn`, for both counters.
+//! - `handle_create_destroy`: a `Counted` handle built and dropped in `LeakMode::Off` and in
+//!   `LeakMode::Warn`, for both counters: `*_leak_*` with a registry instance of its own (the
+//!   handle keeps a clone of its `Arc`), `*_global_*` with the process-wide registry that
+//!   `Counted::new` uses (the default; the bench sets its mode before each batch).
 //!
 //! Every benchmarked object holds one reference for the whole run, so no operation here ever
 //! destroys it (`unexpected_destroy` panics if one does).
@@ -194,11 +196,26 @@ fn create_destroy<C: RefCounter + 'static>(group: &mut Group<'_>, counter: &str,
     assert_eq!(registry.live_count(), 0, "every handle left the registry");
 }
 
+fn create_destroy_global<C: RefCounter + 'static>(
+    group: &mut Group<'_>,
+    counter: &str,
+    mode: LeakMode,
+) {
+    let registry = Registry::global();
+    group.bench_function(format!("{counter}_global_{mode}"), |b| {
+        registry.set_mode(mode);
+        b.iter(|| drop(black_box(Counted::<Payload, C>::new(black_box(7)))))
+    });
+    assert_eq!(registry.live_count(), 0, "every handle left the registry");
+}
+
 fn bench_handle_create_destroy(c: &mut Criterion<BenchClock>) {
     let mut group = c.benchmark_group("handle_create_destroy");
     for mode in [LeakMode::Off, LeakMode::Warn] {
         create_destroy::<Refs<Payload>>(&mut group, "Refs", mode);
         create_destroy::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
+        create_destroy_global::<Refs<Payload>>(&mut group, "Refs", mode);
+        create_destroy_global::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
     }
     group.finish();
 }
@@ -280,28 +297,84 @@ fn interleaved(rounds: usize) {
             }
         }
     };
+    // The process-wide registry (`Counted::new`), its mode set at the start of each slot.
+    let global = |mode: LeakMode, sticky: bool| {
+        let registry = Registry::global();
+        move |n: u64| {
+            registry.set_mode(mode);
+            for _ in 0..n {
+                if sticky {
+                    drop(black_box(Counted::<Payload, StickyRefs<Payload>>::new(
+                        black_box(7),
+                    )));
+                } else {
+                    drop(black_box(Counted::<Payload, Refs<Payload>>::new(
+                        black_box(7),
+                    )));
+                }
+            }
+        }
+    };
+    // The floor of any registry that takes a lock when a handle registers and again when it
+    // leaves: `Off`'s create+destroy plus two uncontended lock+unlock pairs of a std `Mutex`.
+    let two_locks = {
+        let registry = off.clone();
+        let lock = std::sync::Mutex::new(0_u64);
+        move |n: u64| {
+            for _ in 0..n {
+                *lock.lock().unwrap() += 1;
+                drop(black_box(
+                    Counted::<Payload, Refs<Payload>>::builder(black_box(7))
+                        .registry(&registry)
+                        .build(),
+                ));
+                *lock.lock().unwrap() += 1;
+            }
+        }
+    };
     let (refs_off, sticky_off) = (handles(&off, false), handles(&off, true));
     let (refs_warn, sticky_warn) = (handles(&warn, false), handles(&warn, true));
+    let (refs_global_off, sticky_global_off) =
+        (global(LeakMode::Off, false), global(LeakMode::Off, true));
+    let (refs_global_warn, sticky_global_warn) =
+        (global(LeakMode::Warn, false), global(LeakMode::Warn, true));
     let create = [
         v("Refs_leak_off", &refs_off),
         v("StickyRefs_leak_off", &sticky_off),
         v("Refs_leak_warn", &refs_warn),
         v("StickyRefs_leak_warn", &sticky_warn),
+        v("Refs_global_off", &refs_global_off),
+        v("StickyRefs_global_off", &sticky_global_off),
+        v("Refs_global_warn", &refs_global_warn),
+        v("StickyRefs_global_warn", &sticky_global_warn),
+        v("Refs_leak_off_plus_two_locks", &two_locks),
     ];
     let c = compare("handle_create_destroy", clock, &create, rounds, 1 << 16);
     println!("{}", c.table(&["Refs_leak_off", "StickyRefs_leak_off"]));
-    // Issue 11's target, each counter against itself (the table's cross ratios are not it).
-    for counter in ["Refs", "StickyRefs"] {
-        let (warn, off) = (
-            format!("{counter}_leak_warn"),
-            format!("{counter}_leak_off"),
-        );
-        let ratio = c.ratio(&warn, &off);
-        let label = format!("leak check Warn / Off, {counter} create+destroy");
-        println!("{}", c.target_line(&label, ratio, "<= 1.5"));
+    // Issue 11's target, each counter against itself (the table's cross ratios are not it):
+    // with the process-wide registry (the default) and with an instance of the caller's.
+    for (registry, what) in [
+        ("global", "the process-wide registry"),
+        ("leak", "a registry instance"),
+    ] {
+        for counter in ["Refs", "StickyRefs"] {
+            let (warn, off) = (
+                format!("{counter}_{registry}_warn"),
+                format!("{counter}_{registry}_off"),
+            );
+            let ratio = c.ratio(&warn, &off);
+            let label = format!("leak check Warn / Off, {counter} create+destroy, {what}");
+            println!("{}", c.target_line(&label, ratio, "<= 1.5"));
+        }
     }
+    let floor = c.ratio("Refs_leak_off_plus_two_locks", "Refs_leak_off");
+    println!(
+        "handle_create_destroy: Off plus two Mutex lock+unlock pairs / Off, Refs create+destroy \
+         = {floor} (the floor of a registry that locks at both ends; no target)"
+    );
     println!();
     assert_eq!(warn.live_count(), 0, "every handle left the registry");
+    assert_eq!(Registry::global().live_count(), 0);
 }
 
 fn main() {

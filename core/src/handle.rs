@@ -54,13 +54,36 @@ struct Inner<T, C> {
     /// Where the object registered, if leak checking was on when it was made. Decided by one
     /// reading of the mode: the seed re-reads it at unregistration, so a mode change in
     /// between loses or double-removes the entry (mutant `registry_mode_reread`).
-    registry: Option<Arc<Registry>>,
+    registry: Option<HandleRegistry>,
     /// The slot of this object's record in `registry` ([`UNREGISTERED`] when it has none):
     /// written once by `build`, right after registering and before the handle leaves the
     /// building thread; set back to `UNREGISTERED` by `destroy` once the record has left.
     slot: AtomicU32,
     /// Whether every reference event is logged.
     log: bool,
+}
+
+/// The registry a handle registered with, kept so that it unregisters there.
+///
+/// The process-wide registry lives as long as the process, so a handle keeps a plain reference
+/// to it: making and destroying a handle in the default registry takes no count on it. Any
+/// other registry is kept alive by a clone of its `Arc` (one atomic add when the handle is
+/// made, one subtract when its allocation is freed).
+enum HandleRegistry {
+    Global(&'static Registry),
+    Shared(Arc<Registry>),
+}
+
+impl Deref for HandleRegistry {
+    type Target = Registry;
+
+    #[inline]
+    fn deref(&self) -> &Registry {
+        match self {
+            HandleRegistry::Global(registry) => registry,
+            HandleRegistry::Shared(registry) => registry,
+        }
+    }
 }
 
 /// [`Inner::slot`] of an object with no record in its registry.
@@ -208,8 +231,15 @@ impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
     pub fn build(self) -> Counted<T, C> {
         // One reading of the mode decides both registration and unregistration; with checking
         // off, the handle does not even keep the registry.
-        let registry = self.registry.unwrap_or_else(|| leak::global_ref());
-        let registry = registry.enabled().then(|| Arc::clone(registry));
+        let registry = match self.registry {
+            None => {
+                let global: &'static Registry = leak::global_ref();
+                global.enabled().then_some(HandleRegistry::Global(global))
+            }
+            Some(registry) => registry
+                .enabled()
+                .then(|| HandleRegistry::Shared(Arc::clone(registry))),
+        };
         let log = registry
             .as_ref()
             .is_some_and(|r| r.logs_refs_of(type_name::<T>()));
