@@ -4,7 +4,9 @@
 //! measures them in the same run, under the same machine load, and BENCHMARKS.md can report
 //! ratios rather than absolute times:
 //!
-//! - `inc_dec`: `inc_ref` + `dec_ref` against `Arc` clone + drop.
+//! - `inc_dec`: `inc_ref` + `dec_ref` against `Arc` clone + drop; the interleaved pass adds a
+//!   bare `AtomicU64` counted with `Arc`'s checks (`lock inc`/`lock dec`) and with the
+//!   counters' checks (`lock xadd` twice), to show what the checks cost in instructions.
 //! - `try_inc_dec_uncontended`: `try_inc_ref` + `dec_ref` against `Weak::upgrade` + drop
 //!   (a load and a compare-and-swap loop), with `Arc` clone + drop for reference.
 //! - `try_inc_dec_contended_2t`: the same four, while a second thread does the same
@@ -32,10 +34,11 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
-use refwatch::refs::{RefCounter, Refs, StickyRefs};
+use refwatch::refs::{RefCounter, Refs, StickyRefs, MAX_REFS};
 use refwatch_benches::interleaved::{compare, repeat, rounds_from_env, Variant};
 use refwatch_benches::{unexpected_destroy, with_helper, Clock, Padded};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -106,6 +109,36 @@ fn try_inc_dec<C: RefCounter>(counter: &C) {
 #[inline(always)]
 fn arc_clone_drop(arc: &Arc<Payload>) {
     drop(black_box(Arc::clone(black_box(arc))));
+}
+
+/// A bare word counted with `Arc`'s checks: only the sign of the old count on the way up and
+/// "was it 1" on the way down, which the flags of `lock inc` and `lock dec` answer, so the
+/// compiler need not fetch the old value. (Reference for the `inc_dec` table.)
+#[inline(always)]
+fn word_inc_dec_arc_checks(word: &AtomicU64) {
+    let word = black_box(word);
+    if (word.fetch_add(1, Ordering::Relaxed) as i64) < 0 {
+        unexpected_destroy();
+    }
+    if word.fetch_sub(1, Ordering::Release) == 1 {
+        unexpected_destroy();
+    }
+}
+
+/// The same word counted with the counters' checks: the old count's 32-bit real half must be
+/// in `1..MAX_REFS` on both ways (no increment or decrement without a reference, no overflow),
+/// which needs the old value itself: `lock xadd`. (Reference for the `inc_dec` table.)
+#[inline(always)]
+fn word_inc_dec_refs_checks(word: &AtomicU64) {
+    let word = black_box(word);
+    let in_range = |old: u64| (old & 0xffff_ffff).wrapping_sub(1) < MAX_REFS - 1;
+    if !in_range(word.fetch_add(1, Ordering::Relaxed)) {
+        unexpected_destroy();
+    }
+    let old = word.fetch_sub(1, Ordering::Release);
+    if !in_range(old) || old == 1 {
+        unexpected_destroy();
+    }
 }
 
 #[inline(always)]
@@ -240,7 +273,10 @@ fn interleaved(rounds: usize) {
     let arc = Arc::new(Payload::default());
     let weak = Arc::downgrade(&arc);
 
+    let (arc_word, refs_word) = (Padded(AtomicU64::new(1)), Padded(AtomicU64::new(1)));
     let refs_inc = repeat(|| inc_dec(&*refs));
+    let arc_word_inc = repeat(|| word_inc_dec_arc_checks(&arc_word));
+    let refs_word_inc = repeat(|| word_inc_dec_refs_checks(&refs_word));
     let sticky_inc = repeat(|| inc_dec(&*sticky));
     let refs_try = repeat(|| try_inc_dec(&*refs));
     let sticky_try = repeat(|| try_inc_dec(&*sticky));
@@ -252,6 +288,8 @@ fn interleaved(rounds: usize) {
         v("Refs", &refs_inc),
         v("StickyRefs", &sticky_inc),
         v("Arc_clone_drop", &arc_clone),
+        v("word_Arc_checks", &arc_word_inc),
+        v("word_Refs_checks", &refs_word_inc),
     ];
     let tries = [
         v("Refs", &refs_try),
