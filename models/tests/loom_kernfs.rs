@@ -111,6 +111,12 @@ fn check_quiescent(tree: &Tree, expect: Expect) {
     assert_eq!(tree.inodes.live(), expect.inodes, "inodes alive");
 }
 
+/// The end of most models: the quiescent checks, then the release.
+fn finish(tree: Tree, expect: Expect) {
+    check_quiescent(&tree, expect);
+    release(tree);
+}
+
 /// Releases the filesystem: every dentry and inode goes, and the registry ends empty.
 fn release(tree: Tree) {
     let Tree {
@@ -211,15 +217,14 @@ fn last_close_races_a_check_of_the_tree() {
         };
         drop(file);
         checker.join().unwrap();
-        check_quiescent(
-            &tree,
+        finish(
+            tree,
             Expect {
                 dentries: 1,
                 cached: 0,
                 inodes: 4, // root, d, f, g
             },
         );
-        release(tree);
     });
 }
 
@@ -245,15 +250,14 @@ fn closes_race_to_the_last_reference() {
         drop(second);
         closer.join().unwrap();
         walker.join().unwrap();
-        check_quiescent(
-            &tree,
+        finish(
+            tree,
             Expect {
                 dentries: 1,
                 cached: 0,
                 inodes: 4, // root, d, f, g
             },
         );
-        release(tree);
     });
 }
 
@@ -316,15 +320,14 @@ fn dynamic_lookups_are_dropped_after_the_operation() {
             assert_eq!(file.read().unwrap(), b"2");
             drop(file);
             walker.join().unwrap();
-            check_quiescent(
-                &tree,
+            finish(
+                tree,
                 Expect {
                     dentries: 1,
                     cached: 0,
                     inodes: 2, // root, proc
                 },
             );
-            release(tree);
         },
     );
 }
@@ -373,15 +376,14 @@ fn leak_mode_change_keeps_the_registry_consistent() {
                 std::mem::forget(tree);
                 panic!("{registered} objects registered, {live} alive: the mode was read twice");
             }
-            check_quiescent(
-                &tree,
+            finish(
+                tree,
                 Expect {
                     dentries: 3, // root, d, x: all kept, d and x cached
                     cached: 2,
                     inodes: 3,
                 },
             );
-            release(tree);
         },
     );
 }
@@ -454,15 +456,14 @@ fn invalidate_races_lookup_and_close() {
             "the stale dentry is looked up again"
         );
         drop(again);
-        check_quiescent(
-            &tree,
+        finish(
+            tree,
             Expect {
                 dentries: 1,
                 cached: 0,
                 inodes: 3,
             },
         );
-        release(tree);
     });
 }
 
