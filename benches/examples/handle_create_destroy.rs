@@ -1,9 +1,15 @@
-//! Builds and drops `n` `Counted` handles with a local registry in the given leak mode: the
-//! loop of `refs`' `handle_create_destroy` bench, alone, for instruction counts.
+//! Builds and drops `n` `Counted` handles in the given leak mode: the loop of `refs`'
+//! `handle_create_destroy` bench, alone, for instruction counts.
+//!
+//! Arguments: `[off|warn|panic] [n] [refs|sticky] [instance|global]` (defaults: `warn 100000
+//! refs instance`): `instance` registers with a registry of the example's own, which each handle
+//! keeps an `Arc` of; `global` uses the process-wide registry (`Counted::new`), with its mode
+//! set to the given one.
 //!
 //! ```sh
 //! cargo build --release -p refwatch-benches --example handle_create_destroy
 //! valgrind --tool=callgrind target/release/examples/handle_create_destroy warn 100000
+//! valgrind --tool=callgrind target/release/examples/handle_create_destroy warn 100000 refs global
 //! ```
 //!
 //! The cost of one create+destroy is the difference between two runs (say 100,000 and
@@ -28,9 +34,24 @@ fn main() {
         .map(|s| s.parse().expect("n: a number of handles"))
         .unwrap_or(100_000);
     let sticky = args.next().as_deref() == Some("sticky");
-    let registry = Arc::new(Registry::new(mode));
+    let global = args.next().as_deref() == Some("global");
+    let registry = if global {
+        let registry = Registry::global();
+        registry.set_mode(mode);
+        registry
+    } else {
+        Arc::new(Registry::new(mode))
+    };
     for _ in 0..n {
-        if sticky {
+        if global {
+            if sticky {
+                drop(black_box(Counted::<u64, StickyRefs<u64>>::new(black_box(
+                    7,
+                ))));
+            } else {
+                drop(black_box(Counted::<u64, Refs<u64>>::new(black_box(7))));
+            }
+        } else if sticky {
             drop(black_box(
                 Counted::<u64, StickyRefs<u64>>::builder(black_box(7))
                     .registry(&registry)

@@ -54,11 +54,17 @@
 //! - **One reading of the mode**, when the handle is made: the handle unregisters where it
 //!   registered, whatever the mode is by then.
 //!
-//! What a handle pays with checking on, over checking off: the `Arc` clone of the registry it
-//! keeps (one atomic add when made, one subtract when freed) and one compare-and-swap to take
-//! its shard's lock when made and another when destroyed: four atomic read-modify-writes, and
-//! about 105 more instructions (callgrind: 352 against 245 for a build and drop with a `u64` payload,
-//! `benches/examples/handle_create_destroy.rs`; before this design, 1,014 against 244).
+//! What a handle pays with checking on, over checking off: its shard's lock and unlock when
+//! it is made and again when it is destroyed (four atomic read-modify-writes: std's `Mutex`
+//! takes a compare-and-swap to lock and a swap to unlock), and, with a registry of the
+//! caller's ([`Builder::registry`](crate::handle::Builder::registry)), the clone of the
+//! registry's `Arc` that the handle keeps and its drop (two more); a handle in the
+//! process-wide registry keeps a `&'static` instead. In instructions, about 165 more per
+//! create+destroy with a `u64` payload (callgrind, `benches/examples/handle_create_destroy.rs`,
+//! 2026-12-03: 457 against 294 with the process-wide registry, 465 against 288 with an
+//! instance; before this design, 1,014 against 244). Measured in time, `Warn` is 1.65× `Off`
+//! with the process-wide registry and 1.75× with an instance; the two lock pairs alone are
+//! 1.22× (BENCHMARKS.md, "Issue 11 targets").
 //!
 //! A report ([`Registry::report`]) locks every shard, in ascending order, before it reads any,
 //! so it is one instant of the whole registry however objects come and go meanwhile, and it
