@@ -7,30 +7,6 @@
 //! [`KeyedHash`] folds those words two at a time: each pair costs one 64×64→128-bit
 //! multiply whose halves are xored together (a *folded multiply*), and a last multiply
 //! spreads the result over all 64 bits. An IPv4 tuple costs two multiplies, an IPv6 one four.
-//!
-//! # Flooding: what the random key buys, and what it does not
-//!
-//! Every [`KeyedHash::new`] (and so every table built with the default hasher) draws a fresh
-//! 256-bit key from std's [`RandomState`] (seeded from the operating system's randomness).
-//! Each word is xored with key material before it is multiplied, so which bucket a tuple
-//! lands in depends on the key: someone who sends packets cannot compute offline a set of
-//! flows that share a bucket, and a set that collides in one table (one process, one
-//! restart) is scattered in the next — which is what keeps chains short under a flood of
-//! chosen flows (a chain walk is linear, so a flood of flows in one bucket would make every
-//! packet of that bucket cost the whole chain).
-//!
-//! What it does *not* buy: this is not a cryptographic function and nothing here is proved
-//! (SipHash, std's default, is a PRF under standard assumptions; this construction is not).
-//! An attacker who can measure timing per flow may learn which of their flows collide and,
-//! with enough probes, narrow the key; known structural weaknesses of folded multiplies (an
-//! input word equal to its key word zeroes a product) are out of reach only as long as the
-//! key is secret. The key also does not limit how many flows there are — a flood of
-//! *distinct* flows fills the table evenly, and the maximum and early drop bound that — and a
-//! table built with a fixed key ([`KeyedHash::with_keys`], or a `BuildHasherDefault` as the
-//! models use) has none of this protection. A deployment that needs a proven bound passes
-//! [`RandomState`] to
-//! [`with_clock_and_hasher`](super::ConnTable::with_clock_and_hasher): the tuple's word-wise
-//! `Hash` makes SipHash cheaper too.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -57,7 +33,31 @@ fn fold(a: u64, b: u64) -> u64 {
 /// ```
 ///
 /// Invariant: the key is chosen once and never changes, so a tuple's bucket is fixed for
-/// the table's life. See the [module docs](self) for what the key protects against.
+/// the table's life.
+///
+/// # Flooding: what the random key buys, and what it does not
+///
+/// Every [`KeyedHash::new`](KeyedHash::new) (and so every table built with the default hasher) draws a fresh
+/// 256-bit key from std's [`RandomState`] (seeded from the operating system's randomness).
+/// Each word is xored with key material before it is multiplied, so which bucket a tuple
+/// lands in depends on the key: someone who sends packets cannot compute offline a set of
+/// flows that share a bucket, and a set that collides in one table (one process, one
+/// restart) is scattered in the next — which is what keeps chains short under a flood of
+/// chosen flows (a chain walk is linear, so a flood of flows in one bucket would make every
+/// packet of that bucket cost the whole chain).
+///
+/// What it does *not* buy: this is not a cryptographic function and nothing here is proved
+/// (SipHash, std's default, is a PRF under standard assumptions; this construction is not).
+/// An attacker who can measure timing per flow may learn which of their flows collide and,
+/// with enough probes, narrow the key; known structural weaknesses of folded multiplies (an
+/// input word equal to its key word zeroes a product) are out of reach only as long as the
+/// key is secret. The key also does not limit how many flows there are — a flood of
+/// *distinct* flows fills the table evenly, and the maximum and early drop bound that — and a
+/// table built with a fixed key ([`KeyedHash::with_keys`], or a `BuildHasherDefault` as the
+/// models use) has none of this protection. A deployment that needs a proven bound passes
+/// [`RandomState`] to
+/// [`with_clock_and_hasher`](crate::conntrack::ConnTable::with_clock_and_hasher): the tuple's word-wise
+/// `Hash` makes SipHash cheaper too.
 #[derive(Clone, Copy)]
 pub struct KeyedHash {
     keys: [u64; 4],
