@@ -1,7 +1,7 @@
 //! Runners shared by refwatch's loom and shuttle models.
 //!
-//! Each model is one `#[test]` in `tests/` that calls [`loom_model`] (under `--cfg loom`) or
-//! [`shuttle_pct`] (under `--cfg shuttle`). On success the runner prints one line that
+//! Each model is one `#[test]` in `tests/` that calls `loom_model` (under `--cfg loom`) or
+//! `shuttle_pct` (under `--cfg shuttle`). On success the runner prints one line that
 //! `cargo xtask verify` reads:
 //!
 //! ```text
@@ -47,7 +47,7 @@ pub fn report(
     println!("{line}");
 }
 
-/// The longest execution (in atomic and lock steps) a loom model may take; see [`loom_model`].
+/// The longest execution (in atomic and lock steps) a loom model may take; see `loom_model`.
 pub const MAX_BRANCHES: usize = 10_000;
 
 /// Runs `f` under loom with the given preemption bound (`None`: exhaustive) and reports it.

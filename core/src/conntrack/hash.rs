@@ -37,7 +37,7 @@ fn fold(a: u64, b: u64) -> u64 {
 ///
 /// # Flooding: what the random key buys, and what it does not
 ///
-/// Every [`KeyedHash::new`](KeyedHash::new) (and so every table built with the default hasher) draws a fresh
+/// Every [`KeyedHash::new`] (and so every table built with the default hasher) draws a fresh
 /// 256-bit key from std's [`RandomState`] (seeded from the operating system's randomness).
 /// Each word is xored with key material before it is multiplied, so which bucket a tuple
 /// lands in depends on the key: someone who sends packets cannot compute offline a set of
