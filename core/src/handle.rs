@@ -243,7 +243,8 @@ impl<'r, T: Send + Sync + 'static, C: RefCounter + 'static> Builder<'r, T, C> {
         let log = registry
             .as_ref()
             .is_some_and(|r| r.logs_refs_of(type_name::<T>()));
-        let inner = Arc::new(Inner {
+        // Written in place (see `sync::arc_new_with`): this allocation is most of a handle's cost.
+        let inner = crate::sync::arc_new_with(|| Inner {
             refs: C::new(),
             payload: UnsafeCell::new(ManuallyDrop::new(Payload {
                 value: self.value,

@@ -275,9 +275,10 @@ impl Model {
                 } else {
                     Direction::Reply
                 };
-                let reopen = self.flows.get(&f).map_or(true, |flow| {
-                    flow.state == State::Tcp(TcpState::Close) || flow.step == 7
-                });
+                let reopen = self
+                    .flows
+                    .get(&f)
+                    .is_none_or(|flow| flow.state == State::Tcp(TcpState::Close) || flow.step == 7);
                 if reopen {
                     // A new connection: the old one (closed by the client's RST or FIN)
                     // leaves the table.
@@ -743,7 +744,7 @@ fn build(l3: &L3, l4: &L4) -> (Vec<u8>, Packet) {
             t.extend(window.to_be_bytes());
             t.extend([0, 0, 0, 0]);
             t.extend(o);
-            t.extend(std::iter::repeat(0x5a).take(*payload));
+            t.extend(std::iter::repeat_n(0x5a, *payload));
             let seg = TcpSegment {
                 seq: *seq,
                 ack: *ack,
@@ -776,7 +777,7 @@ fn build(l3: &L3, l4: &L4) -> (Vec<u8>, Packet) {
             u.extend(dport.to_be_bytes());
             u.extend(((8 + payload) as u16).to_be_bytes());
             u.extend([0, 0]);
-            u.extend(std::iter::repeat(0xa5).take(*payload));
+            u.extend(std::iter::repeat_n(0xa5, *payload));
             (
                 17,
                 u,
