@@ -59,12 +59,12 @@
 //! takes a compare-and-swap to lock and a swap to unlock), and, with a registry of the
 //! caller's ([`Builder::registry`](crate::handle::Builder::registry)), the clone of the
 //! registry's `Arc` that the handle keeps and its drop (two more); a handle in the
-//! process-wide registry keeps a `&'static` instead. In instructions, about 165 more per
+//! process-wide registry keeps a `&'static` instead. In instructions, about 155 more per
 //! create+destroy with a `u64` payload (callgrind, `benches/examples/handle_create_destroy.rs`,
-//! 2026-12-03: 457 against 294 with the process-wide registry, 465 against 288 with an
-//! instance; before this design, 1,014 against 244). Measured in time, `Warn` is 1.65× `Off`
-//! with the process-wide registry and 1.75× with an instance; the two lock pairs alone are
-//! 1.22× (BENCHMARKS.md, "Issue 11 targets").
+//! 2026-12-03: 467 against 314 with the process-wide registry, 474 against 308 with an
+//! instance; before this design, 1,014 against 244). Measured in time, `Warn` is 1.50–1.52×
+//! `Off` with the process-wide registry (38 against 25 ns) and 1.60× with an instance; the two
+//! lock pairs alone are 1.1–1.2× (BENCHMARKS.md, "Issue 11 targets").
 //!
 //! A report ([`Registry::report`]) locks every shard, in ascending order, before it reads any,
 //! so it is one instant of the whole registry however objects come and go meanwhile, and it
