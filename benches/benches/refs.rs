@@ -141,6 +141,19 @@ fn word_inc_dec_refs_checks(word: &AtomicU64) {
     }
 }
 
+/// A handle counted by `C`, built and dropped: with `registry`, or (`None`) with the
+/// process-wide registry, as `Counted::new` does.
+#[inline(always)]
+fn create_destroy_one<C: RefCounter + 'static>(registry: Option<&refwatch::sync::Arc<Registry>>) {
+    let handle = match registry {
+        Some(registry) => Counted::<Payload, C>::builder(black_box(7))
+            .registry(registry)
+            .build(),
+        None => Counted::<Payload, C>::new(black_box(7)),
+    };
+    drop(black_box(handle));
+}
+
 #[inline(always)]
 fn weak_upgrade_drop(weak: &Weak<Payload>) {
     drop(black_box(black_box(weak).upgrade()));
@@ -216,28 +229,24 @@ fn bench_try_inc_dec_contended(c: &mut Criterion<BenchClock>) {
     assert_eq!(Arc::strong_count(&arc), 1);
 }
 
-fn create_destroy<C: RefCounter + 'static>(group: &mut Group<'_>, counter: &str, mode: LeakMode) {
-    let registry = refwatch::sync::Arc::new(Registry::new(mode));
-    group.bench_function(format!("{counter}_leak_{mode}"), |b| {
-        b.iter(|| {
-            let handle = Counted::<Payload, C>::builder(black_box(7))
-                .registry(&registry)
-                .build();
-            drop(black_box(handle));
-        })
-    });
-    assert_eq!(registry.live_count(), 0, "every handle left the registry");
-}
-
-fn create_destroy_global<C: RefCounter + 'static>(
+/// `C`'s create+destroy in `mode`: with a registry instance (`*_leak_*`), or with the
+/// process-wide registry (`global`: `*_global_*`, its mode set before the measurement).
+fn create_destroy<C: RefCounter + 'static>(
     group: &mut Group<'_>,
     counter: &str,
     mode: LeakMode,
+    global: bool,
 ) {
-    let registry = Registry::global();
-    group.bench_function(format!("{counter}_global_{mode}"), |b| {
+    let registry = if global {
+        Registry::global()
+    } else {
+        refwatch::sync::Arc::new(Registry::new(mode))
+    };
+    let name = if global { "global" } else { "leak" };
+    group.bench_function(format!("{counter}_{name}_{mode}"), |b| {
         registry.set_mode(mode);
-        b.iter(|| drop(black_box(Counted::<Payload, C>::new(black_box(7)))))
+        let instance = (!global).then_some(&registry);
+        b.iter(|| create_destroy_one::<C>(instance))
     });
     assert_eq!(registry.live_count(), 0, "every handle left the registry");
 }
@@ -245,10 +254,10 @@ fn create_destroy_global<C: RefCounter + 'static>(
 fn bench_handle_create_destroy(c: &mut Criterion<BenchClock>) {
     let mut group = c.benchmark_group("handle_create_destroy");
     for mode in [LeakMode::Off, LeakMode::Warn] {
-        create_destroy::<Refs<Payload>>(&mut group, "Refs", mode);
-        create_destroy::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
-        create_destroy_global::<Refs<Payload>>(&mut group, "Refs", mode);
-        create_destroy_global::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode);
+        for global in [false, true] {
+            create_destroy::<Refs<Payload>>(&mut group, "Refs", mode, global);
+            create_destroy::<StickyRefs<Payload>>(&mut group, "StickyRefs", mode, global);
+        }
     }
     group.finish();
 }
@@ -315,40 +324,20 @@ fn interleaved(rounds: usize) {
 
     let off = refwatch::sync::Arc::new(Registry::new(LeakMode::Off));
     let warn = refwatch::sync::Arc::new(Registry::new(LeakMode::Warn));
-    let handles = |registry: &refwatch::sync::Arc<Registry>, sticky: bool| {
-        let registry = registry.clone();
+    // `registry` `None`: the process-wide registry (`Counted::new`), whose mode each slot sets
+    // at its start to `mode`.
+    let handles = |registry: Option<&refwatch::sync::Arc<Registry>>, mode: LeakMode, sticky| {
+        let registry = registry.cloned();
+        let global = Registry::global();
         move |n: u64| {
-            for _ in 0..n {
-                if sticky {
-                    drop(black_box(
-                        Counted::<Payload, StickyRefs<Payload>>::builder(black_box(7))
-                            .registry(&registry)
-                            .build(),
-                    ));
-                } else {
-                    drop(black_box(
-                        Counted::<Payload, Refs<Payload>>::builder(black_box(7))
-                            .registry(&registry)
-                            .build(),
-                    ));
-                }
+            if registry.is_none() {
+                global.set_mode(mode);
             }
-        }
-    };
-    // The process-wide registry (`Counted::new`), its mode set at the start of each slot.
-    let global = |mode: LeakMode, sticky: bool| {
-        let registry = Registry::global();
-        move |n: u64| {
-            registry.set_mode(mode);
             for _ in 0..n {
                 if sticky {
-                    drop(black_box(Counted::<Payload, StickyRefs<Payload>>::new(
-                        black_box(7),
-                    )));
+                    create_destroy_one::<StickyRefs<Payload>>(registry.as_ref());
                 } else {
-                    drop(black_box(Counted::<Payload, Refs<Payload>>::new(
-                        black_box(7),
-                    )));
+                    create_destroy_one::<Refs<Payload>>(registry.as_ref());
                 }
             }
         }
@@ -361,21 +350,28 @@ fn interleaved(rounds: usize) {
         move |n: u64| {
             for _ in 0..n {
                 *lock.lock().unwrap() += 1;
-                drop(black_box(
-                    Counted::<Payload, Refs<Payload>>::builder(black_box(7))
-                        .registry(&registry)
-                        .build(),
-                ));
+                create_destroy_one::<Refs<Payload>>(Some(&registry));
                 *lock.lock().unwrap() += 1;
             }
         }
     };
-    let (refs_off, sticky_off) = (handles(&off, false), handles(&off, true));
-    let (refs_warn, sticky_warn) = (handles(&warn, false), handles(&warn, true));
-    let (refs_global_off, sticky_global_off) =
-        (global(LeakMode::Off, false), global(LeakMode::Off, true));
-    let (refs_global_warn, sticky_global_warn) =
-        (global(LeakMode::Warn, false), global(LeakMode::Warn, true));
+    let (off_mode, warn_mode) = (LeakMode::Off, LeakMode::Warn);
+    let (refs_off, sticky_off) = (
+        handles(Some(&off), off_mode, false),
+        handles(Some(&off), off_mode, true),
+    );
+    let (refs_warn, sticky_warn) = (
+        handles(Some(&warn), warn_mode, false),
+        handles(Some(&warn), warn_mode, true),
+    );
+    let (refs_global_off, sticky_global_off) = (
+        handles(None, off_mode, false),
+        handles(None, off_mode, true),
+    );
+    let (refs_global_warn, sticky_global_warn) = (
+        handles(None, warn_mode, false),
+        handles(None, warn_mode, true),
+    );
     let create = [
         v("Refs_leak_off", &refs_off),
         v("StickyRefs_leak_off", &sticky_off),

@@ -17,9 +17,22 @@
 
 use refwatch::handle::Counted;
 use refwatch::leak::{LeakMode, Registry};
-use refwatch::refs::{Refs, StickyRefs};
+use refwatch::refs::{RefCounter, Refs, StickyRefs};
 use refwatch::sync::Arc;
 use std::hint::black_box;
+
+/// A handle counted by `C`, built and dropped: with `registry`, or (`None`) with the
+/// process-wide registry, as `Counted::new` does.
+#[inline(always)]
+fn create_destroy<C: RefCounter + 'static>(registry: Option<&Arc<Registry>>) {
+    let handle = match registry {
+        Some(registry) => Counted::<u64, C>::builder(black_box(7))
+            .registry(registry)
+            .build(),
+        None => Counted::<u64, C>::new(black_box(7)),
+    };
+    drop(black_box(handle));
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -42,27 +55,12 @@ fn main() {
     } else {
         Arc::new(Registry::new(mode))
     };
+    let instance = (!global).then_some(&registry);
     for _ in 0..n {
-        if global {
-            if sticky {
-                drop(black_box(Counted::<u64, StickyRefs<u64>>::new(black_box(
-                    7,
-                ))));
-            } else {
-                drop(black_box(Counted::<u64, Refs<u64>>::new(black_box(7))));
-            }
-        } else if sticky {
-            drop(black_box(
-                Counted::<u64, StickyRefs<u64>>::builder(black_box(7))
-                    .registry(&registry)
-                    .build(),
-            ));
+        if sticky {
+            create_destroy::<StickyRefs<u64>>(instance);
         } else {
-            drop(black_box(
-                Counted::<u64, Refs<u64>>::builder(black_box(7))
-                    .registry(&registry)
-                    .build(),
-            ));
+            create_destroy::<Refs<u64>>(instance);
         }
     }
     assert_eq!(registry.live_count(), 0, "every handle left the registry");
